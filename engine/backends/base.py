@@ -1,0 +1,77 @@
+"""The one interface every inference backend implements, and what flows through it.
+
+A backend turns chat requests into sampled token sequences with the model's logprob of every sampled
+token. It knows nothing about tables, shards or formats: `engine.generate` owns those, so adding a
+backend means writing one thin adapter.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    # raw_logprobs: log_softmax(logits), the teacher's own distribution whatever the temperature
+    # (what DAS wants); processed_logprobs: after temperature scaling and logit processors.
+    logprobs_mode: str = "raw_logprobs"
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str                      # the question_id (or any caller key)
+    messages: list[dict]          # chat messages; the prompt is the chat template + assistant header
+    seed: int                     # per-request seed: same seed, same samples, whatever the batch
+    max_tokens: int | None = None  # per-request cap (overrides Sampling.max_tokens)
+
+
+@dataclass
+class Sample:
+    """One sampled completion. Exactly one of token_ids / token_bytes identifies the tokens."""
+    logprobs: list[float]
+    finish_reason: str                      # stop | length
+    token_ids: list[int] | None = None      # when the backend returns ids (vLLM, transformers)
+    token_bytes: list[bytes] | None = None  # when it returns only each token's bytes (OpenAI chat API)
+    text: str | None = None                 # the backend's own decoded text, kept for audit
+
+
+class Backend(ABC):
+    name: str = ""
+    # which logprobs the backend returns, recorded with every response
+    logprobs_mode: str = "raw_logprobs"
+
+    def __init__(self, model: str, revision: str | None = None, **options):
+        self.model, self.revision, self.options = model, revision, options
+
+    @property
+    def tokenizer(self):
+        """The model's Hugging Face tokenizer (chat template, decoding); loaded once."""
+        if getattr(self, "_tokenizer", None) is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                self.options.get("tokenizer") or self.model, revision=self.revision)
+        return self._tokenizer
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+
+    @abstractmethod
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
+        """n samples per request, in request order."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

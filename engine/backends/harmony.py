@@ -1,0 +1,116 @@
+"""gpt-oss "harmony" output: parse the channels of a completion and rewrite it for the student.
+
+A completion is a run of messages `[<|start|>{role}]{header}<|message|>{content}<|end|>|<|call|>|<|return|>`
+where the header carries `<|channel|>analysis|commentary|final`, an optional ` to={recipient}` and an
+optional `<|constrain|>{format}`. The student sees `<think>\n{analysis}\n</think>\n\n{final}`.
+
+The parser works on text so that it serves every backend (vLLM token ids decoded with their special
+tokens, a completions server's text, a dataset's stored strings). When `openai-harmony` can load the
+gpt-oss encoding (it needs the o200k vocabulary file, downloaded once or found through
+TIKTOKEN_ENCODINGS_BASE), `parse_with_openai_harmony` gives the library's own reading of the same
+tokens, and the tests hold the two to agreement.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+START, MESSAGE, CHANNEL, CONSTRAIN = "<|start|>", "<|message|>", "<|channel|>", "<|constrain|>"
+TERMINATORS = ("<|end|>", "<|call|>", "<|return|>")
+_TERMINATOR_RE = re.compile("|".join(re.escape(t) for t in TERMINATORS))
+_RECIPIENT_RE = re.compile(r"to=([^\s<]+)")
+
+
+@dataclass
+class HarmonyMessage:
+    role: str | None
+    channel: str | None
+    recipient: str | None
+    content: str
+    content_start: int          # char offset of the content in the parsed text
+    terminator: str | None      # None when the text ends inside the message (truncated)
+
+    @property
+    def is_tool_call(self) -> bool:
+        # an assistant message addressed to a tool, or one ended by <|call|>
+        return self.terminator == "<|call|>" or (
+            self.recipient is not None and self.recipient != "assistant" and self.role in (None, "assistant"))
+
+
+def parse(text: str) -> list[HarmonyMessage]:
+    """All messages of a harmony string, in order, with their content offsets."""
+    messages, pos = [], 0
+    while True:
+        m = text.find(MESSAGE, pos)
+        if m < 0:
+            break
+        header = text[pos:m]
+        role = None
+        if START in header:
+            header = header[header.rindex(START) + len(START):]
+            role = re.split(r"<\||\s", header, maxsplit=1)[0] or None
+        channel = None
+        if CHANNEL in header:
+            channel = re.split(r"<\||\s", header.split(CHANNEL, 1)[1], maxsplit=1)[0] or None
+        rec = _RECIPIENT_RE.search(header)
+        start = m + len(MESSAGE)
+        end_m = _TERMINATOR_RE.search(text, start)
+        end = end_m.start() if end_m else len(text)
+        messages.append(HarmonyMessage(role, channel, rec.group(1) if rec else None, text[start:end], start,
+                                       end_m.group(0) if end_m else None))
+        pos = end_m.end() if end_m else len(text)
+    return messages
+
+
+@dataclass
+class StudentView:
+    """The student's text and how spans of the parsed text map into it."""
+    text: str
+    has_final: bool
+    tool_call: bool
+    # (raw_start, raw_end, new_start): raw text[raw_start:raw_end] appears at text[new_start:…]
+    segments: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def to_student(raw: str) -> StudentView:
+    msgs = [m for m in parse(raw) if m.role in (None, "assistant")]
+    reasoning = [m for m in msgs if m.channel in ("analysis", "commentary") and not m.is_tool_call]
+    finals = [m for m in msgs if m.channel == "final"]
+    out, segments = ["<think>\n"], []
+    length = len(out[0])
+
+    def emit(parts: list[HarmonyMessage]):
+        nonlocal length
+        for k, m in enumerate(parts):
+            if k:
+                out.append("\n\n")
+                length += 2
+            segments.append((m.content_start, m.content_start + len(m.content), length))
+            out.append(m.content)
+            length += len(m.content)
+
+    emit(reasoning)
+    if finals:
+        out.append("\n</think>\n\n")
+        length += len(out[-1])
+        emit(finals)
+    return StudentView("".join(out), bool(finals), any(m.is_tool_call for m in msgs), segments)
+
+
+def parse_with_openai_harmony(token_ids: list[int]):
+    """openai-harmony's parse of completion tokens (after `<|start|>assistant`); raises if the
+    gpt-oss encoding cannot be loaded (offline without the o200k vocabulary)."""
+    from openai_harmony import HarmonyEncodingName, Role, load_harmony_encoding
+
+    enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    return enc.parse_messages_from_completion_tokens(token_ids, Role.ASSISTANT)
+
+
+def stop_token_ids() -> list[int]:
+    """gpt-oss's assistant stop tokens (<|return|>, <|call|>), from openai-harmony when available."""
+    try:
+        from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+        return list(load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS).stop_tokens_for_assistant_actions())
+    except Exception:  # encoding not loadable offline: these ids are fixed in the o200k_harmony vocabulary
+        return [200002, 200012]

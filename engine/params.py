@@ -1,0 +1,104 @@
+"""params.yaml -> typed sections. Each stage receives only its own section (plus the shared bits it
+declares), mirroring the `params:` lists in dvc.yaml."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+ROOT_MARKERS = ("dvc.yaml", "params.yaml")
+
+
+class ParamsError(ValueError):
+    pass
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project folder: $DASD_ROOT, else the nearest parent of `start` (cwd) holding dvc.yaml."""
+    if os.environ.get("DASD_ROOT"):
+        return Path(os.environ["DASD_ROOT"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if all((d / m).exists() for m in ROOT_MARKERS):
+            return d
+    raise ParamsError(f"no dvc.yaml + params.yaml in {here} or its parents; run inside the project or set DASD_ROOT")
+
+
+def load(path: Path | None = None) -> dict:
+    path = Path(path) if path else project_root() / "params.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    data["_path"] = str(path)
+    return data
+
+
+def section(params: dict, name: str, cls):
+    """Build dataclass `cls` from params[name], naming unknown or missing keys clearly."""
+    raw = params.get(name)
+    if raw is None:
+        raise ParamsError(f"{params.get('_path', 'params')}: missing section '{name}'")
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ParamsError(f"{params.get('_path', 'params')}: {name}: unknown key(s) {sorted(unknown)}; "
+                          f"known: {sorted(known)}")
+    try:
+        return cls(**raw)
+    except TypeError as e:
+        raise ParamsError(f"{params.get('_path', 'params')}: {name}: {e}") from None
+
+
+@dataclass
+class ModelParams:
+    """A model and how to run it: `backend` is vllm | openai | transformers; `options` go to the adapter."""
+    model: str
+    backend: str = "vllm"
+    revision: str | None = None
+    format: str = "chat"  # chat: plain chat template; harmony: gpt-oss channels
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.format not in ("chat", "harmony"):
+            raise ParamsError(f"model {self.model}: format must be 'chat' or 'harmony', not {self.format!r}")
+
+
+@dataclass
+class GenerateParams:
+    temperatures: list[float]
+    n: int = 4
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    seed: int = 1234
+    logprobs_mode: str = "raw_logprobs"
+    shard_questions: int = 64  # questions per shard: the unit of atomic writes and of resume
+
+    def __post_init__(self):
+        if self.n < 1 or self.max_tokens < 1 or self.shard_questions < 1:
+            raise ParamsError("generate: n, max_tokens and shard_questions must be >= 1")
+        if not 0 < self.top_p <= 1:
+            raise ParamsError(f"generate: top_p must be in (0, 1], not {self.top_p}")
+
+
+@dataclass
+class QuestionsParams:
+    sources: list[dict]
+    on_error: str = "raise"  # raise | quarantine
+
+    def __post_init__(self):
+        if self.on_error not in ("raise", "quarantine"):
+            raise ParamsError(f"questions: on_error must be 'raise' or 'quarantine', not {self.on_error!r}")
+        if not self.sources:
+            raise ParamsError("questions: no sources")
+
+
+def temperature_dir(t) -> str:
+    """`T=0.6`: a per-temperature folder, spelled as params.yaml spells the value, which is also how
+    dvc.yaml's matrix spells `${item.temperature}`, so DVC and the CLI name the same folder."""
+    float(t)  # a temperature must be a number
+    return f"T={t}"

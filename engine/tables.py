@@ -1,0 +1,146 @@
+"""Schemas of every table the engine writes, written down once, and the shard writer/readers.
+
+Every stage output is a folder of Parquet files under `data/<stage>/` (one folder per temperature for
+per-temperature stages). Readers go through DuckDB views (`engine.sql`) or `read_table` below; writers
+go through `ShardWriter`, which writes atomically (temp file + rename) so a killed job never leaves a
+half-written shard that a reader or a resumed run could see.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+# One row per distinct question (after whitespace-normalised exact dedup).
+QUESTIONS = pa.schema([
+    ("question_id", pa.string()),        # sha256 of the normalised question text, 16 hex chars
+    ("domain", pa.string()),             # math | code | science | instruction
+    ("source", pa.string()),             # the params source name the row came from
+    ("messages", MESSAGES),              # system (from params) + user prompt
+    ("reference_answer", pa.string()),   # nullable
+    ("source_id", pa.string()),          # id within the source, when it has one (else file:line)
+    ("license", pa.string()),            # the source's license, from params
+    ("metadata", pa.string()),           # JSON object of the source's remaining fields
+    ("duplicates", pa.int32()),          # how many input rows collapsed into this one (>= 1)
+])
+
+# One row per input row a stage could not use (on_error: quarantine); data/quarantine/<stage>.parquet.
+QUARANTINE = pa.schema([
+    ("stage", pa.string()),
+    ("source", pa.string()),
+    ("file", pa.string()),
+    ("line", pa.int64()),                # 1-based line (JSONL/CSV) or row index + 1 (Parquet/HF)
+    ("field", pa.string()),              # the offending field, or null for whole-row errors
+    ("reason", pa.string()),
+    ("raw", pa.string()),                # the input as read, for audit (truncated to 2,000 chars)
+])
+
+# One row per teacher response. Token arrays cover the sampled tokens that carry text of `text`
+# (stop tokens and harmony headers are counted in teacher_token_count but have no span). Token i
+# spans text[token_starts[i]:token_ends[i]]; a token that only completes a multi-byte character
+# elsewhere has an empty span.
+GENERATIONS = pa.schema([
+    ("response_id", pa.string()),
+    ("question_id", pa.string()),
+    ("temperature", pa.float64()),
+    ("sample_index", pa.int32()),
+    ("seed", pa.int64()),                # the per-question sampling seed
+    ("teacher_model", pa.string()),
+    ("teacher_revision", pa.string()),
+    ("backend", pa.string()),            # vllm | openai | transformers
+    ("logprobs_mode", pa.string()),      # raw_logprobs (unscaled distribution) | processed_logprobs
+    ("text", pa.string()),               # as the student sees it: <think>\n…\n</think>\n\n{answer}
+    ("finish_reason", pa.string()),      # stop | length | tool_call
+    ("teacher_token_count", pa.int32()),  # all sampled tokens, including stop and header tokens
+    ("token_ids", pa.list_(pa.int32())),
+    ("token_logprobs", pa.list_(pa.float32())),
+    ("token_starts", pa.list_(pa.int32())),
+    ("token_ends", pa.list_(pa.int32())),
+    ("raw_output", pa.string()),         # the backend's text before any rewrite, for audit
+])
+
+# Columns whose values grow monotonically inside a row compress to ~1 byte each with delta packing.
+_DELTA_COLUMNS = {"token_starts": "DELTA_BINARY_PACKED", "token_ends": "DELTA_BINARY_PACKED"}
+
+
+def content_hash(*parts: object, length: int = 16) -> str:
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8"))
+    return h.hexdigest()[:length]
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write one Parquet file atomically: readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    encodings = {c: e for c, e in _DELTA_COLUMNS.items() if c in table.column_names}
+    pq.write_table(table, tmp, compression="zstd", compression_level=6,
+                   use_dictionary=[c for c in table.column_names if c not in encodings],
+                   column_encoding=encodings or None)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(obj: object, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_table(folder: Path, columns: list[str] | None = None) -> pa.Table | None:
+    files = sorted(Path(folder).glob("*.parquet"))
+    if not files:
+        return None
+    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
+
+
+class ShardedOutput:
+    """A persisted stage output made of numbered shards plus a manifest of the output-changing params.
+
+    `open()` keeps existing shards only when the stored manifest equals the new one; any difference
+    (another model, seed, temperature, question set…) wipes the folder so old and new are never mixed.
+    Leftover temp files of a killed writer are removed.
+    """
+
+    MANIFEST = "manifest.json"
+
+    def __init__(self, folder: Path, manifest: dict):
+        self.folder = Path(folder)
+        self.manifest = manifest
+
+    def open(self) -> "ShardedOutput":
+        stored = self.folder / self.MANIFEST
+        if self.folder.exists():
+            same = stored.exists() and json.loads(stored.read_text()) == json.loads(
+                json.dumps(self.manifest, sort_keys=True, default=str))
+            if not same:
+                shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for tmp in self.folder.glob(".*.tmp-*"):
+            tmp.unlink()
+        write_json(self.manifest, stored)
+        return self
+
+    def shard_path(self, index: int) -> Path:
+        return self.folder / f"part-{index:05d}.parquet"
+
+    def done_shards(self) -> set[int]:
+        return {int(p.stem.split("-")[1]) for p in self.folder.glob("part-*.parquet")}
+
+    def write_shard(self, index: int, table: pa.Table) -> None:
+        write_parquet(table, self.shard_path(index))
+
+
+def rows_to_table(rows: Iterable[dict], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=schema)

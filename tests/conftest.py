@@ -1,0 +1,131 @@
+"""Shared fixtures: tiny seeded models built once per test session, real backends on them."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# the public data pack lives beside the checkout (../shared/data); CI lays it out the same way
+SHARED_DATA = Path(os.environ.get("DASD_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+SYSTEM = "You are a helpful assistant."
+
+
+def shared(*parts) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"test data {path} is missing: the data pack must lie in ../shared/data "
+                    "(or set DASD_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory):
+    """A tiny teacher (qwen2) and student (llama) with different byte-level BPE tokenizers."""
+    from engine.miniature import models, tasks
+
+    root = tmp_path_factory.mktemp("models")
+    corpus = [p.question + "\n" + p.solution for p in tasks.make_problems(300, seed=7)]
+    teacher = models.build(root / "teacher", models.ModelSpec(arch="qwen2", vocab_size=600, hidden_size=64),
+                           corpus, seed=1, name="teacher")
+    student = models.build(root / "student", models.ModelSpec(arch="llama", vocab_size=400, hidden_size=64),
+                           corpus, seed=2, name="student")
+    return {"teacher": teacher, "student": student, "problems": tasks.make_problems(12, seed=8)}
+
+
+@pytest.fixture(scope="session")
+def prompts(mini):
+    return [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p.question}]
+            for p in mini["problems"]]
+
+
+@pytest.fixture(scope="session")
+def vllm_teacher(mini):
+    from engine.backends import make_backend
+
+    backend = make_backend("vllm", str(mini["teacher"]), dtype="float32", max_model_len=512)
+    yield backend
+    backend.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(mini):
+    """`vllm serve` (its module entry point: vllm-cpu has no `vllm` distribution metadata) on 127.0.0.1."""
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
+    log = open(mini["teacher"].parent / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(mini["teacher"]),
+         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "512",
+         "--enforce-eager", "--no-enable-chunked-prefill", "--served-model-name", "tiny"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited: {(mini['teacher'].parent / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("vLLM server did not become healthy in 240 s")
+            time.sleep(1)
+        yield url + "/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def forward_logprobs(model_dir, messages, token_ids, temperature: float = 1.0) -> list[float]:
+    """Teacher-forced logprobs of `token_ids` after the chat prompt, from a transformers forward pass
+    (of log_softmax(logits / temperature): temperature 1 is the raw distribution)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = _model(str(model_dir))
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    ids = torch.tensor([prompt + list(token_ids)])
+    with torch.no_grad():
+        logits = model(ids).logits[0].float()
+    lp = torch.log_softmax(logits[len(prompt) - 1:-1] / temperature, dim=-1)
+    return lp.gather(-1, torch.tensor(token_ids).unsqueeze(-1)).squeeze(-1).tolist()
+
+
+_MODELS = {}
+
+
+def _model(path):
+    if path not in _MODELS:
+        from transformers import AutoModelForCausalLM
+
+        _MODELS[path] = AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+    return _MODELS[path]

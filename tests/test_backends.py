@@ -1,0 +1,178 @@
+"""Every backend on a real tiny model: the stored logprobs are the model's own, token by token."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import forward_logprobs
+from engine import responses
+from engine.backends import Request, Sampling, make_backend
+from engine.backends.openai import BackendError
+
+SAMPLING = Sampling(n=2, temperature=1.0, top_p=1.0, max_tokens=24)
+
+
+def check_against_forward(model_dir, tokenizer, messages, sample, atol=2e-4):
+    """Stored text re-tokenises into the sampled tokens' spans; logprobs equal a forward pass."""
+    r = responses.build(sample, tokenizer, "chat")
+    assert len(r.token_ids) == len(r.logprobs) == len(r.starts) == len(r.ends)
+    assert r.token_count == len(sample.logprobs)
+    # spans tile the text exactly
+    assert r.starts[0] == 0 and r.ends[-1] == len(r.text)
+    assert all(e == s for e, s in zip(r.ends[:-1], r.starts[1:]))
+    # the stored tokens are the sampled ones minus trailing stop tokens: a prefix
+    assert -1 not in r.token_ids and r.token_count == len(sample.logprobs)
+    if sample.token_ids is not None:
+        assert r.token_ids == sample.token_ids[:len(r.token_ids)]
+    np.testing.assert_allclose(r.logprobs, forward_logprobs(model_dir, messages, r.token_ids), atol=atol)
+    if sample.token_ids is not None:  # stop tokens included
+        np.testing.assert_allclose(sample.logprobs, forward_logprobs(model_dir, messages, sample.token_ids),
+                                   atol=atol)
+    return r
+
+
+def test_transformers_logprobs_match_forward_pass(mini, prompts):
+    b = make_backend("transformers", str(mini["teacher"]))
+    out = b.generate([Request("a", prompts[0], seed=3), Request("b", prompts[1], seed=4)], SAMPLING)
+    assert [len(x) for x in out] == [2, 2]
+    for msgs, per_q in zip(prompts, out):
+        for s in per_q:
+            check_against_forward(mini["teacher"], b.tokenizer, msgs, s)
+    # same seed, same samples
+    again = b.generate([Request("a", prompts[0], seed=3)], SAMPLING)
+    assert again[0][0].token_ids == out[0][0].token_ids
+
+
+def test_transformers_processed_logprobs_are_temperature_scaled(mini, prompts):
+    raw = make_backend("transformers", str(mini["teacher"]))
+    proc = make_backend("transformers", str(mini["teacher"]), logprobs_mode="processed_logprobs")
+    s = Sampling(n=1, temperature=0.5, top_p=1.0, max_tokens=8)
+    a = raw.generate([Request("a", prompts[0], seed=9)], s)[0][0]
+    b = proc.generate([Request("a", prompts[0], seed=9)], s)[0][0]
+    assert a.token_ids == b.token_ids
+    np.testing.assert_allclose(a.logprobs, forward_logprobs(mini["teacher"], prompts[0], a.token_ids), atol=2e-4)
+    np.testing.assert_allclose(b.logprobs, forward_logprobs(mini["teacher"], prompts[0], b.token_ids, 0.5),
+                               atol=2e-4)
+    assert not np.allclose(a.logprobs, b.logprobs, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_vllm_offline_logprobs_match_forward_pass(mini, prompts, vllm_teacher):
+    assert vllm_teacher.logprobs_mode == "raw_logprobs"
+    reqs = [Request(str(i), m, seed=100 + i) for i, m in enumerate(prompts[:4])]
+    out = vllm_teacher.generate(reqs, SAMPLING)
+    assert [len(x) for x in out] == [2] * 4
+    for msgs, per_q in zip(prompts, out):
+        for s in per_q:
+            check_against_forward(mini["teacher"], vllm_teacher.tokenizer, msgs, s)
+    # a request's samples depend on its seed only, not on what else is in the batch
+    alone = vllm_teacher.generate([reqs[2]], SAMPLING)
+    assert [s.token_ids for s in alone[0]] == [s.token_ids for s in out[2]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_openai_server_logprobs_match_forward_pass(mini, prompts, vllm_server, endpoint):
+    b = make_backend("openai", str(mini["teacher"]), base_url=vllm_server, endpoint=endpoint,
+                     served_model_name="tiny", concurrency=4)
+    out = b.generate([Request(str(i), m, seed=7 + i) for i, m in enumerate(prompts[:3])], SAMPLING)
+    assert [len(x) for x in out] == [2, 2, 2]
+    for msgs, per_q in zip(prompts, out):
+        for s in per_q:
+            assert s.token_ids is not None
+            check_against_forward(mini["teacher"], b.tokenizer, msgs, s)
+    b.close()
+
+
+@pytest.mark.slow
+def test_openai_chat_bytes_mode_agrees_with_token_ids(mini, prompts, vllm_server):
+    """Without the token-id extension, each token's bytes identify it: same seed, same tokens."""
+    from engine.spans import _byte_level_table
+
+    kw = dict(base_url=vllm_server, served_model_name="tiny")
+    with_ids = make_backend("openai", str(mini["teacher"]), **kw)
+    with_bytes = make_backend("openai", str(mini["teacher"]), return_token_ids=False, **kw)
+    req = [Request("a", prompts[0], seed=11)]
+    a, b = with_ids.generate(req, SAMPLING)[0], with_bytes.generate(req, SAMPLING)[0]
+    table = _byte_level_table(with_ids.tokenizer)
+    checked = 0
+    for x, y in zip(a, b):
+        assert y.token_ids is None and len(y.token_bytes) == len(x.token_ids)
+        np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+        for tid, piece in zip(x.token_ids, y.token_bytes):
+            if piece:  # vLLM sends empty bytes for a token that holds part of a character
+                assert table[tid] == piece
+                checked += 1
+        r = responses.build(y, with_bytes.tokenizer, "chat")
+        assert r.starts[0] == 0 and r.ends[-1] == len(r.text)
+    assert checked > len(a[0].token_ids)
+
+
+class FlakyProxy:
+    """A local HTTP proxy in front of the real server that fails the first `failures` requests with
+    the given status, and records the Authorization headers it saw."""
+
+    def __init__(self, target: str, failures: int, status: int = 503):
+        proxy = self
+        self.target, self.failures, self.status, self.seen_auth, self.calls = target, failures, status, [], 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                proxy.calls += 1
+                proxy.seen_auth.append(self.headers.get("Authorization"))
+                if proxy.calls <= proxy.failures:
+                    self.send_response(proxy.status)
+                    self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "try later"}')
+                    return
+                r = httpx.post(proxy.target + self.path.removeprefix("/v1"), content=body,
+                               headers={"Content-Type": "application/json"}, timeout=120)
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(r.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.slow
+def test_openai_retries_and_key_handling(mini, prompts, vllm_server, monkeypatch, capsys):
+    secret = "sk-test-" + "x" * 20
+    monkeypatch.setenv("DASD_TEST_KEY", secret)
+    proxy = FlakyProxy(vllm_server, failures=2, status=429)
+    try:
+        b = make_backend("openai", str(mini["teacher"]), base_url=proxy.url, served_model_name="tiny",
+                         api_key_env="DASD_TEST_KEY", backoff_s=0.01, max_retries=3)
+        out = b.generate([Request("a", prompts[0], seed=1)], SAMPLING)
+        assert len(out[0]) == 2 and proxy.calls == 3
+        assert proxy.seen_auth == [f"Bearer {secret}"] * 3
+        # a server that keeps failing: a clear error after the retries, without the key
+        proxy.failures, proxy.calls = 10, 0
+        with pytest.raises(BackendError) as err:
+            b.generate([Request("a", prompts[0], seed=1)], SAMPLING)
+        assert "gave up after 4 attempts" in str(err.value) and secret not in str(err.value)
+        assert proxy.calls == 4
+        # a client error is not retried
+        proxy.failures, proxy.calls, proxy.status = 10, 0, 400
+        with pytest.raises(BackendError, match="HTTP 400"):
+            b.generate([Request("a", prompts[0], seed=1)], SAMPLING)
+        assert proxy.calls == 1
+    finally:
+        proxy.close()
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
