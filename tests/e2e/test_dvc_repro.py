@@ -1,0 +1,72 @@
+"""`dvc repro` of the default profile in a temporary clone; a param change reruns only its dependents."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+
+def sh(cmd, cwd, env):
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, f"{cmd} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r.stdout + r.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.mark.slow
+def test_default_profile_repro_and_selective_rerun(tmp_path):
+    clone = tmp_path / "clone"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if f == "dvc.lock" or f.startswith("metrics/"):
+            continue  # a fresh clone of a project that has not run yet
+        (clone / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, clone / f)
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["miniature"].update(questions=8, corpus_problems=300)
+    params["generate"].update(n=2, max_tokens=24, shard_questions=4)
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site"), DVC_NO_ANALYTICS="1")
+    env.pop("DASD_ROOT", None)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+        sh(cmd, clone, env)
+
+    out = sh(["dvc", "repro"], clone, env)
+    assert ran(out) == {"miniature", "questions", "generate@0.6", "generate@1.0"}
+    q = json.loads((clone / "metrics" / "questions.json").read_text())
+    assert q["questions"] == 8 and q["rows"] == q["staged"] + q["quarantined"]
+    for t in ("0.6", "1.0"):
+        m = json.loads((clone / "metrics" / "generate" / f"T={t}.json").read_text())
+        assert m["responses"] == 16 and m["questions"] == 8 and m["temperature"] == float(t)
+        assert sum(m["finish_reason"].values()) == 16
+    # `dasd sql` from a subfolder sees every stage's output
+    res = sh(["dasd", "sql", "SELECT temperature, count(*) AS n FROM generations GROUP BY 1 ORDER BY 1",
+              "--format", "csv"], clone / "engine", env)
+    assert res.strip().splitlines()[-2:] == ["0.6,16", "1,16"]
+
+    assert ran(sh(["dvc", "repro"], clone, env)) == set()  # up to date: nothing runs
+
+    params["generate"]["seed"] = 99
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran(sh(["dvc", "repro"], clone, env)) == {"generate@0.6", "generate@1.0"}
+
+    params["system_prompt"] = "You are a careful assistant."
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran(sh(["dvc", "repro"], clone, env)) == {"questions", "generate@0.6", "generate@1.0"}
+    assert "nothing to reproduce" in sh(["dvc", "status"], clone, env).lower() or \
+        "up to date" in sh(["dvc", "status"], clone, env).lower()
