@@ -39,12 +39,7 @@ def decode(sample: Sample, tokenizer) -> tuple[str, list[int], list[int], list[i
     if ids is not None:
         text, starts, ends = decode_with_spans(tokenizer, ids)
         return text, starts, ends, ids
-    out = spans_from_bytes(sample.token_bytes)
-    if out is None:  # invalid UTF-8 across tokens: decode leniently, spans by cumulative length
-        pieces = [b.decode("utf-8", "replace") for b in sample.token_bytes]
-        ends = np.cumsum([len(p) for p in pieces]).tolist()
-        out = ("".join(pieces), [0] + ends[:-1], ends)
-    text, starts, ends = out
+    text, starts, ends = spans_from_bytes(sample.token_bytes)
     return text, starts, ends, [-1] * len(starts)
 
 

@@ -12,22 +12,41 @@ import numpy as np
 _BYTE_TABLES: dict = {}  # id(tokenizer) -> id->bytes table; ('rev', id) -> bytes->id
 
 
-def spans_from_bytes(pieces: list[bytes]) -> tuple[str, list[int], list[int]] | None:
-    """Text and spans from each token's exact UTF-8 bytes; None if the bytes are not valid UTF-8."""
+def _lossy_decode(blob: bytes) -> tuple[str, list[tuple[int, int]]]:
+    """Decode with each maximal invalid subsequence -> U+FFFD (what `errors="replace"` and the
+    tokenizers library's from_utf8_lossy do) and return the byte ranges that were replaced."""
+    parts, bad, pos = [], [], 0
+    while True:
+        try:
+            parts.append(blob[pos:].decode("utf-8"))
+            return "".join(parts), bad
+        except UnicodeDecodeError as e:
+            parts += [blob[pos:pos + e.start].decode("utf-8"), "\ufffd"]
+            bad.append((pos + e.start, pos + e.end))
+            pos += e.end
+
+
+def spans_from_bytes(pieces: list[bytes]) -> tuple[str, list[int], list[int]]:
+    """Text and spans from each token's exact bytes. Invalid UTF-8 becomes U+FFFD as in
+    `tokenizer.decode`; each replacement character belongs to the token where its bytes start."""
     blob = b"".join(pieces)
     try:
-        text = blob.decode("utf-8")
+        text, bad = blob.decode("utf-8"), []
     except UnicodeDecodeError:
-        return None
+        text, bad = _lossy_decode(blob)
     arr = np.frombuffer(blob, dtype=np.uint8)
-    # char index of every byte offset: count bytes that start a character (not 10xxxxxx)
+    starts_char = (arr & 0xC0) != 0x80  # a byte that starts a character (not 10xxxxxx)
+    for lo, hi in bad:  # an invalid subsequence is one character starting at its first byte
+        starts_char[lo:hi] = False
+        starts_char[lo] = True
+    # char_at[k] = number of characters starting in blob[:k]
     char_at = np.zeros(len(arr) + 1, dtype=np.int64)
-    np.cumsum((arr & 0xC0) != 0x80, out=char_at[1:])
-    byte_ends = np.cumsum([len(p) for p in pieces], dtype=np.int64)
-    byte_starts = byte_ends - np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+    np.cumsum(starts_char, out=char_at[1:])
+    lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+    byte_ends = np.cumsum(lengths)
     # token i owns the characters that *start* among its bytes: [char_at[start], char_at[end])
-    starts, ends = char_at[byte_starts], char_at[byte_ends]
-    return text, starts.astype(int).tolist(), ends.astype(int).tolist()
+    starts, ends = char_at[byte_ends - lengths], char_at[byte_ends]
+    return text, starts.tolist(), ends.tolist()
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -113,7 +132,5 @@ def decode_with_spans(tokenizer, ids: list[int]) -> tuple[str, list[int], list[i
         except IndexError:
             pieces = [None]
         if None not in pieces:
-            out = spans_from_bytes(pieces)
-            if out is not None:
-                return out
+            return spans_from_bytes(pieces)
     return _incremental(tokenizer, ids)

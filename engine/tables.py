@@ -67,8 +67,9 @@ GENERATIONS = pa.schema([
     ("raw_output", pa.string()),         # the backend's text before any rewrite, for audit
 ])
 
-# Columns whose values grow monotonically inside a row compress to ~1 byte each with delta packing.
-_DELTA_COLUMNS = {"token_starts": "DELTA_BINARY_PACKED", "token_ends": "DELTA_BINARY_PACKED"}
+# Float logprobs compress ~12% better split into byte streams before zstd (measured on generations;
+# delta packing of the span columns measured no better than zstd alone, so they stay plain).
+_ENCODINGS = {"token_logprobs": "BYTE_STREAM_SPLIT", "student_logprobs": "BYTE_STREAM_SPLIT"}
 
 
 def content_hash(*parts: object, length: int = 16) -> str:
@@ -81,10 +82,10 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    encodings = {c: e for c, e in _DELTA_COLUMNS.items() if c in table.column_names}
+    encoded = [c for c in _ENCODINGS if c in table.column_names]
     pq.write_table(table, tmp, compression="zstd", compression_level=6,
-                   use_dictionary=[c for c in table.column_names if c not in encodings],
-                   column_encoding=encodings or None)
+                   use_dictionary=[c for c in table.column_names if c not in encoded],
+                   column_encoding={f"{c}.list.element": _ENCODINGS[c] for c in encoded} or None)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

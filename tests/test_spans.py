@@ -82,3 +82,16 @@ def test_ids_from_bytes_round_trip(mini):
     ids = tok.encode("Ana has 12 apples. 😀", add_special_tokens=False)
     assert spans.ids_from_bytes(tok, [table[i] for i in ids]) == ids
     assert spans.ids_from_bytes(tok, [b"\xff\xfe\xfd-not-a-token"]) is None
+
+
+@pytest.mark.parametrize("which", ["teacher", "student"])
+def test_random_token_streams_match_tokenizer_decode(mini, which):
+    """What an untrained model samples: arbitrary ids, invalid UTF-8 everywhere. The fast path's text is
+    still exactly the tokenizer's own decode (U+FFFD per invalid sequence) and its spans tile it."""
+    import random
+
+    tok = AutoTokenizer.from_pretrained(mini[which])
+    rng = random.Random(0)
+    for _ in range(200):
+        ids = [rng.randrange(len(tok)) for _ in range(rng.randint(1, 40))]
+        check(*spans.decode_with_spans(tok, ids), tok, ids)
