@@ -31,7 +31,12 @@ def cmd_miniature(args):
     from .miniature.stage import MiniatureParams, run
 
     root, params = _ctx(args)
-    run(P.section(params, "miniature", MiniatureParams), root / "data" / "miniature")
+    report = run(P.section(params, "miniature", MiniatureParams), root / "data" / "miniature",
+                 root / "metrics" / "miniature.json", params.get("system_prompt"))
+    if report["enabled"]:
+        for name in ("teacher", "student"):
+            r = report[name]
+            print(f"miniature {name}: held-out accuracy {r['accuracy']:.2f}, well-formed {r['well_formed']:.2f}")
 
 
 def cmd_questions(args):

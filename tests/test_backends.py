@@ -105,9 +105,12 @@ def test_openai_chat_bytes_mode_agrees_with_token_ids(mini, prompts, vllm_server
         assert y.token_ids is None and len(y.token_bytes) == len(x.token_ids)
         np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
         for tid, piece in zip(x.token_ids, y.token_bytes):
-            if piece:  # vLLM sends empty bytes for a token that holds part of a character
-                assert table[tid] == piece
-                checked += 1
+            try:
+                table[tid].decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # a token holding part of a character: vLLM sends empty or partial bytes
+            assert table[tid] == piece
+            checked += 1
         r = responses.build(y, with_bytes.tokenizer, "chat")
         assert r.starts[0] == 0 and r.ends[-1] == len(r.text)
     assert checked > len(a[0].token_ids)

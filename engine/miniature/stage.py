@@ -1,8 +1,12 @@
-"""Stage `miniature`: the default profile's question set and its teacher and student models.
+"""Stage `miniature`: the default profile's question set and its trained teacher and weak student.
 
-Writes data/miniature/{questions.jsonl, teacher/, student/}. The models have random (seeded) weights
-in this version; both tokenizers are trained on the task family's own corpus with different vocabulary
-sizes. With `enabled: false` (profiles that bring their own models) the folder only says so.
+Writes data/miniature/{questions.jsonl, eval.jsonl, teacher/, student/} and metrics/miniature.json.
+- teacher: trained on step-by-step `<think>` solutions of the task family until it writes well-formed
+  reasoning (its held-out accuracy is reported, not tuned for);
+- student: a smaller model with a different tokenizer, trained briefly on bare answers only
+  ("The answer is N."), so it starts knowing the answer format but not how to reason.
+Training problems never share a question text with the question set or the held-out evaluation set.
+With `enabled: false` (profiles that bring their own models) the folder only says so.
 """
 from __future__ import annotations
 
@@ -11,36 +15,67 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import models, tasks
+from .. import tables
+from . import evaluate, models, tasks, train
 
 
 @dataclass
 class MiniatureParams:
     enabled: bool = True
     seed: int = 0
-    questions: int = 64
+    questions: int = 64          # the pipeline's question set
+    eval_problems: int = 64      # held out, for accuracy
+    train_problems: int = 20000  # pool the teacher's and student's training examples come from
+    corpus_problems: int = 2000  # problems whose text trains the tokenizers
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
-    corpus_problems: int = 2000       # problems whose text trains the tokenizers
     teacher: dict = field(default_factory=dict)
     student: dict = field(default_factory=dict)
+    teacher_train: dict = field(default_factory=lambda: {"steps": 500})
+    student_train: dict = field(default_factory=lambda: {"steps": 60})
 
 
-def run(mp: MiniatureParams, out_dir: Path) -> None:
+def _write(problems: list[tasks.Problem], path: Path) -> None:
+    with open(path, "w") as f:
+        for p in problems:
+            f.write(json.dumps({"id": p.id, "level": p.level, "question": p.question, "answer": str(p.answer),
+                                "solution": p.solution}) + "\n")
+
+
+def run(mp: MiniatureParams, out_dir: Path, metrics_path: Path, system_prompt: str | None) -> dict:
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     if not mp.enabled:
         (out_dir / "DISABLED").write_text("miniature.enabled is false: this profile brings its own models\n")
-        return
+        tables.write_json({"enabled": False}, metrics_path)
+        return {"enabled": False}
     levels = tuple(mp.levels)
-    # questions and tokenizer corpus come from disjoint seeds; evaluation will use a third
-    questions = tasks.make_problems(mp.questions, seed=mp.seed * 3 + 1, levels=levels)
-    with open(out_dir / "questions.jsonl", "w") as f:
-        for p in questions:
-            f.write(json.dumps({"id": p.id, "level": p.level, "question": p.question, "answer": str(p.answer),
-                                "solution": p.solution}) + "\n")
+    base = mp.seed * 10
+    questions = tasks.make_problems(mp.questions, seed=base + 1, levels=levels)
+    held_out = tasks.make_problems(mp.eval_problems, seed=base + 2, levels=levels)
+    _write(questions, out_dir / "questions.jsonl")
+    _write(held_out, out_dir / "eval.jsonl")
+    seen = {p.question for p in questions + held_out}
+    pool = [p for p in tasks.make_problems(mp.train_problems, seed=base + 3, levels=levels) if p.question not in seen]
     corpus = [p.question + "\n" + p.solution
-              for p in tasks.make_problems(mp.corpus_problems, seed=mp.seed * 3 + 2, levels=levels)]
-    models.build(out_dir / "teacher", models.ModelSpec(**mp.teacher), corpus, seed=mp.seed * 2 + 11, name="teacher")
-    models.build(out_dir / "student", models.ModelSpec(**mp.student), corpus, seed=mp.seed * 2 + 12, name="student")
+              for p in tasks.make_problems(mp.corpus_problems, seed=base + 4, levels=levels)]
+
+    def prompt(p):
+        return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
+            [{"role": "user", "content": p.question}]
+
+    report = {"enabled": True, "questions": len(questions), "eval_problems": len(held_out),
+              "train_pool": len(pool)}
+    for name, spec, recipe, answer in (
+            ("teacher", mp.teacher, mp.teacher_train, lambda p: p.solution),
+            ("student", mp.student, mp.student_train, lambda p: f"The answer is {p.answer}.")):
+        folder = models.build(out_dir / name, models.ModelSpec(**spec), corpus, seed=base + (11 if name == "teacher" else 12),
+                              name=name)
+        fit = train.train(folder, [(prompt(p), answer(p)) for p in pool], seed=base + 5, **recipe) \
+            if recipe.get("steps", 0) > 0 else {"steps": 0}
+        report[name] = {"train": {k: round(v, 4) if isinstance(v, float) else v for k, v in fit.items()
+                                  if k != "seconds"},
+                        **evaluate.accuracy(folder, held_out, system_prompt)}
+    tables.write_json(report, metrics_path)
+    return report

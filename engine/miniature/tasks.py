@@ -23,32 +23,32 @@ class Problem:
 
 
 def _step(rng: random.Random, value: int, name: str, item: str) -> tuple[str, str, int]:
-    """One change of the quantity: (story sentence, reasoning line, new value)."""
-    kinds = ["add", "sub", "mul", "div"] if value > 1 else ["add", "mul"]
+    """One change of the quantity: (story sentence, reasoning line, new value). Operands stay small
+    (one digit, doubling below 20, halving even numbers) so a small model can learn the arithmetic."""
+    kinds = ["add", "add"]
+    if value > 1:
+        kinds.append("sub")
+    if value <= 20:
+        kinds.append("mul")
+    if value % 2 == 0:
+        kinds.append("div")
     kind = rng.choice(kinds)
     if kind == "add":
-        k = rng.randint(2, 30)
+        k = rng.randint(1, 9)
         return (f"Then {name} gets {k} more {item}.", f"Getting {k} more gives {value} + {k} = {value + k}.", value + k)
     if kind == "sub":
-        k = rng.randint(1, value - 1)
+        k = rng.randint(1, min(9, value - 1))
         return (f"Then {name} gives away {k} {item}.", f"Giving away {k} leaves {value} - {k} = {value - k}.", value - k)
     if kind == "mul":
-        k = rng.randint(2, 4)
-        return (f"Then the number of {item} becomes {k} times as large.",
-                f"Making it {k} times as large gives {value} * {k} = {value * k}.", value * k)
-    divisors = [d for d in (2, 3, 4, 5) if value % d == 0]
-    if not divisors:
-        k = rng.randint(2, 30)
-        return (f"Then {name} gets {k} more {item}.", f"Getting {k} more gives {value} + {k} = {value + k}.", value + k)
-    d = rng.choice(divisors)
-    return (f"Then {name} shares the {item} equally among {d} friends and keeps one share.",
-            f"Sharing among {d} leaves {value} / {d} = {value // d}.", value // d)
+        return (f"Then the number of {item} doubles.", f"Doubling gives {value} * 2 = {value * 2}.", value * 2)
+    return (f"Then {name} gives half of the {item} to a friend.", f"Giving half away leaves {value} / 2 = {value // 2}.",
+            value // 2)
 
 
 def make_problem(seed: int, level: int) -> Problem:
     rng = random.Random(f"miniature:{seed}:{level}")
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    value = rng.randint(2, 40)
+    value = rng.randint(2, 20)
     story = [f"{name} has {value} {item}."]
     lines = [f"{name} starts with {value} {item}."]
     for _ in range(level):
