@@ -15,6 +15,7 @@ EPILOG = """pipeline (dvc repro runs these in order):
   miniature      build the default profile's questions and small teacher/student models
   questions      ingest question sources -> data/questions/ (dedup, quarantine, report)
   generate       teacher samples at one temperature -> data/generations/T=<t>/ (resumable)
+  score          student logprobs of each teacher response -> data/student_scores/T=<t>/ (resumable)
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -63,6 +64,22 @@ def cmd_generate(args):
                               root / "metrics" / "generate" / f"{d}.json", progress=not args.no_progress)
         print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
               f"{report['teacher_tokens']} teacher tokens")
+
+
+def cmd_score(args):
+    from . import score
+
+    root, params = _ctx(args)
+    sp = P.section(params, "score", P.ScoreParams)
+    student = P.section(params, "student", P.ModelParams)
+    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
+    for t in temps:
+        d = P.temperature_dir(t)
+        report = score.run(sp, student, float(t), root / "data" / "generations" / d, root / "data" / "questions",
+                           root / "data" / "student_scores" / d, root / "metrics" / "score" / f"{d}.json",
+                           progress=not args.no_progress)
+        print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
+              f"mean student logprob {report['mean_student_logprob']:.3f}")
 
 
 def cmd_sql(args):
@@ -119,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("score", help="student logprobs of every teacher response (resumable)",
+                       description="Teacher-forces the student on system + question + each teacher response "
+                       "(tokenised by the student's tokenizer) and stores every token's logprob, rank and "
+                       "character span in data/student_scores/T=<t>/. Resumable like generate.")
+    s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("sql", help="query stage outputs with DuckDB",
                        description="Runs a query (or a .sql file) with one view per stage output: "

@@ -8,20 +8,14 @@ any differs, the folder is cleared first so old and new samples never mix.
 """
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from . import responses, tables
 from .backends import Request, Sampling, make_backend
+from .jobs import run_shards
 from .params import GenerateParams, ModelParams
-
-# backend options that never change what is sampled (and may carry endpoints): not in the manifest
-_NON_OUTPUT_OPTIONS = {"concurrency", "max_retries", "timeout_s", "backoff_s", "api_key_env", "base_url"}
-
 
 def question_seed(seed: int, question_id: str, temperature: float) -> int:
     """The sampling seed of one question: independent of batching, order and resume."""
@@ -32,9 +26,7 @@ def manifest(gp: GenerateParams, teacher: ModelParams, temperature: float, quest
     return {
         "temperature": temperature, "n": gp.n, "top_p": gp.top_p, "max_tokens": gp.max_tokens, "seed": gp.seed,
         "logprobs_mode": gp.logprobs_mode, "shard_questions": gp.shard_questions,
-        "teacher": {"model": teacher.model, "revision": teacher.revision, "backend": teacher.backend,
-                    "format": teacher.format,
-                    "options": {k: v for k, v in teacher.options.items() if k not in _NON_OUTPUT_OPTIONS}},
+        "teacher": teacher.identity(),
         # the question set: ids and prompts in order
         "questions": tables.content_hash(*questions.column("question_id").to_pylist(),
                                          *map(str, questions.column("messages").to_pylist()), length=32),
@@ -61,38 +53,21 @@ def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_
         raise FileNotFoundError(f"{questions_dir}: no questions; run `dasd questions` first")
     out = tables.ShardedOutput(out_dir, manifest(gp, teacher, temperature, questions)).open()
     ids, msgs = questions.column("question_id").to_pylist(), questions.column("messages").to_pylist()
-    size = gp.shard_questions
-    shards = [(k, range(i, min(i + size, len(ids)))) for k, i in enumerate(range(0, len(ids), size))]
-    done = out.done_shards()
-    todo = [(k, rows) for k, rows in shards if k not in done]
     sampling = Sampling(n=gp.n, temperature=temperature, top_p=gp.top_p, max_tokens=gp.max_tokens,
                         logprobs_mode=gp.logprobs_mode)
-    total, resumed = len(ids) * gp.n, sum(len(r) for k, r in shards if k in done) * gp.n
-    tokens, t0 = 0, time.time()
-    own_backend = backend is None and bool(todo)
-    if own_backend:
-        backend = make_backend(teacher.backend, teacher.model, teacher.revision,
-                               logprobs_mode=gp.logprobs_mode, **teacher.options)
-    bar = tqdm(total=total, initial=resumed, unit="sample", desc=f"generate T={temperature:g}",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    try:
-        for k, rows in todo:
-            reqs = [Request(ids[i], msgs[i], question_seed(gp.seed, ids[i], temperature)) for i in rows]
-            samples = backend.generate(reqs, sampling)
-            table = pa.Table.from_pylist(list(response_rows(
-                [r.key for r in reqs], samples, [r.seed for r in reqs], temperature, teacher, backend,
-                backend.tokenizer)), schema=tables.GENERATIONS)
-            out.write_shard(k, table)
-            tokens += sum(len(s.logprobs) for per_q in samples for s in per_q)
-            bar.update(len(reqs) * gp.n)
-            bar.set_postfix_str(f"{tokens / max(time.time() - t0, 1e-9):,.0f} tok/s")
-    finally:
-        bar.close()
-        if own_backend:
-            backend.close()
-    if resumed:
-        print(f"generate T={temperature:g}: resumed, {resumed} of {total} samples were already done",
-              file=sys.stderr)
+
+    def work(backend, rows):
+        reqs = [Request(ids[i], msgs[i], question_seed(gp.seed, ids[i], temperature)) for i in rows]
+        samples = backend.generate(reqs, sampling)
+        table = pa.Table.from_pylist(list(response_rows(
+            [r.key for r in reqs], samples, [r.seed for r in reqs], temperature, teacher, backend,
+            backend.tokenizer)), schema=tables.GENERATIONS)
+        return table, sum(len(s.logprobs) for per_q in samples for s in per_q)
+
+    run_shards(out, len(ids), gp.shard_questions, work, backend=backend, items_per_row=gp.n, unit="sample",
+               open_backend=lambda: make_backend(teacher.backend, teacher.model, teacher.revision,
+                                                 logprobs_mode=gp.logprobs_mode, **teacher.options),
+               desc=f"generate T={temperature:g}", progress=progress)
     return write_report(out_dir, metrics_path, temperature)
 
 

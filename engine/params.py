@@ -63,6 +63,14 @@ class ModelParams:
     format: str = "chat"  # chat: plain chat template; harmony: gpt-oss channels
     options: dict = field(default_factory=dict)
 
+    # options that never change what a model outputs (transport, endpoints, secrets' names)
+    TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "backoff_s", "api_key_env", "base_url"})
+
+    def identity(self) -> dict:
+        """What identifies this model's outputs, for output manifests."""
+        return {"model": self.model, "revision": self.revision, "backend": self.backend, "format": self.format,
+                "options": {k: v for k, v in self.options.items() if k not in self.TRANSPORT_OPTIONS}}
+
     def __post_init__(self):
         if self.format not in ("chat", "harmony"):
             raise ParamsError(f"model {self.model}: format must be 'chat' or 'harmony', not {self.format!r}")
@@ -102,3 +110,12 @@ def temperature_dir(t) -> str:
     dvc.yaml's matrix spells `${item.temperature}`, so DVC and the CLI name the same folder."""
     float(t)  # a temperature must be a number
     return f"T={t}"
+
+
+@dataclass
+class ScoreParams:
+    shard_responses: int = 256  # responses per shard: the unit of atomic writes and of resume
+
+    def __post_init__(self):
+        if self.shard_responses < 1:
+            raise ParamsError("score: shard_responses must be >= 1")

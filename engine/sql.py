@@ -16,6 +16,7 @@ VIEWS = {
     "questions": "questions/*.parquet",
     "quarantine": "quarantine/*.parquet",
     "generations": "generations/*/*.parquet",
+    "student_scores": "student_scores/*/*.parquet",
 }
 
 

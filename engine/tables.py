@@ -67,6 +67,23 @@ GENERATIONS = pa.schema([
     ("raw_output", pa.string()),         # the backend's text before any rewrite, for audit
 ])
 
+# One row per teacher response: the student's teacher-forced logprob of every token of the response text
+# (tokenised by the student's tokenizer) after the same chat prompt; spans as in GENERATIONS.
+STUDENT_SCORES = pa.schema([
+    ("response_id", pa.string()),
+    ("question_id", pa.string()),
+    ("temperature", pa.float64()),
+    ("student_model", pa.string()),
+    ("student_revision", pa.string()),
+    ("backend", pa.string()),
+    ("student_token_count", pa.int32()),  # the response length in student tokens (the length filter's unit)
+    ("token_ids", pa.list_(pa.int32())),
+    ("student_logprobs", pa.list_(pa.float32())),  # raw distribution
+    ("student_ranks", pa.list_(pa.int32())),        # 1 = the student's top choice
+    ("token_starts", pa.list_(pa.int32())),
+    ("token_ends", pa.list_(pa.int32())),
+])
+
 # Float logprobs compress ~12% better split into byte streams before zstd (measured on generations;
 # delta packing of the span columns measured no better than zstd alone, so they stay plain).
 _ENCODINGS = {"token_logprobs": "BYTE_STREAM_SPLIT", "student_logprobs": "BYTE_STREAM_SPLIT"}

@@ -2,9 +2,9 @@
 which one runs. `make_backend` picks the adapter named in params."""
 from __future__ import annotations
 
-from .base import LOGPROBS_MODES, Backend, Request, Sample, Sampling
+from .base import LOGPROBS_MODES, Backend, Request, Sample, Sampling, Scored, ScoreRequest
 
-__all__ = ["Backend", "Request", "Sample", "Sampling", "LOGPROBS_MODES", "make_backend", "BACKENDS"]
+__all__ = ["Backend", "Request", "Sample", "Sampling", "ScoreRequest", "Scored", "LOGPROBS_MODES", "make_backend", "BACKENDS"]
 
 BACKENDS = ("vllm", "openai", "transformers")
 

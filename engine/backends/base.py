@@ -41,6 +41,20 @@ class Sample:
     text: str | None = None                 # the backend's own decoded text, kept for audit
 
 
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Teacher forcing: the model's logprob of each of `completion_ids` after the chat prompt."""
+    key: str
+    messages: list[dict]
+    completion_ids: list[int]
+
+
+@dataclass
+class Scored:
+    logprobs: list[float]
+    ranks: list[int] | None = None  # 1 = the model's top choice; None when the backend cannot tell
+
+
 class Backend(ABC):
     name: str = ""
     # which logprobs the backend returns, recorded with every response
@@ -66,6 +80,10 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
         """n samples per request, in request order."""
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scored]:
+        """Teacher-forced logprobs (and ranks) of given completions; raw distribution."""
+        raise NotImplementedError(f"backend {self.name!r} cannot score; use vllm or transformers")
 
     def close(self) -> None:
         pass

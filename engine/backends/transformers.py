@@ -6,7 +6,7 @@ teacher-forced forward pass of the same model.
 """
 from __future__ import annotations
 
-from .base import Backend, Request, Sample, Sampling
+from .base import Backend, Request, Sample, Sampling, Scored, ScoreRequest
 
 
 class TransformersBackend(Backend):
@@ -50,3 +50,31 @@ class TransformersBackend(Backend):
                                       finish_reason="stop" if end else "length"))
             results.append(samples)
         return results
+
+    def score(self, requests: list[ScoreRequest], batch_size: int = 8) -> list[Scored]:
+        """Batched teacher-forced forward passes (right padding); rank = 1 + tokens with higher logits."""
+        torch = self.torch
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        out = []
+        for i in range(0, len(requests), batch_size):
+            batch = requests[i:i + batch_size]
+            seqs = [(self.prompt_ids(r.messages), list(r.completion_ids)) for r in batch]
+            width = max(len(p) + len(c) for p, c in seqs)
+            ids = torch.full((len(batch), width), pad, device=self.device)
+            mask = torch.zeros_like(ids)
+            for k, (p, c) in enumerate(seqs):
+                ids[k, :len(p) + len(c)] = torch.tensor(p + c)
+                mask[k, :len(p) + len(c)] = 1
+            with torch.no_grad():
+                logits = self.lm(input_ids=ids, attention_mask=mask).logits.float()
+            for k, (p, c) in enumerate(seqs):
+                if not c:
+                    out.append(Scored(logprobs=[], ranks=[]))
+                    continue
+                step = logits[k, len(p) - 1:len(p) + len(c) - 1]
+                target = torch.tensor(c, device=self.device)
+                chosen = step.gather(-1, target.unsqueeze(-1))
+                lp = (chosen.squeeze(-1) - torch.logsumexp(step, dim=-1)).tolist()
+                ranks = (1 + (step > chosen).sum(-1)).tolist()
+                out.append(Scored(logprobs=lp, ranks=ranks))
+        return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .base import Backend, Request, Sample, Sampling
+from .base import Backend, Request, Sample, Sampling, Scored, ScoreRequest
 
 
 class VllmBackend(Backend):
@@ -42,6 +42,24 @@ class VllmBackend(Backend):
                         logprobs=[step[t].logprob for step, t in zip(c.logprobs, c.token_ids)],
                         finish_reason="length" if c.finish_reason == "length" else "stop", text=c.text)
                  for c in out.outputs] for out in outputs]
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scored]:
+        from vllm import SamplingParams, TokensPrompt
+
+        prompts, offsets = [], []
+        for r in requests:
+            ids = self.prompt_ids(r.messages)
+            prompts.append(TokensPrompt(prompt_token_ids=ids + list(r.completion_ids)))
+            offsets.append(len(ids))
+        # prompt logprobs are always of the raw distribution; max_tokens=1 is the cheapest decode
+        outs = self.llm.generate(prompts, SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0),
+                                 use_tqdm=False)
+        scored = []
+        for r, n, out in zip(requests, offsets, outs):
+            steps = out.prompt_logprobs[n:]
+            picked = [step[t] for step, t in zip(steps, r.completion_ids)]
+            scored.append(Scored(logprobs=[p.logprob for p in picked], ranks=[p.rank for p in picked]))
+        return scored
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

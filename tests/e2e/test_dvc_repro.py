@@ -50,7 +50,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         sh(cmd, clone, env)
 
     out = sh(["dvc", "repro"], clone, env)
-    assert ran(out) == {"miniature", "questions", "generate@0.6", "generate@1.0"}
+    assert ran(out) == {"miniature", "questions", "generate@0.6", "generate@1.0", "score@0.6", "score@1.0"}
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 15 and mini["teacher"]["problems"] == 8
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
@@ -60,8 +60,11 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         m = json.loads((clone / "metrics" / "generate" / f"T={t}.json").read_text())
         assert m["responses"] == 16 and m["questions"] == 8 and m["temperature"] == float(t)
         assert sum(m["finish_reason"].values()) == 16
+        s = json.loads((clone / "metrics" / "score" / f"T={t}.json").read_text())
+        assert s["responses"] == 16 and s["student_tokens"] > 0
     # `dasd sql` from a subfolder sees every stage's output
-    res = sh(["dasd", "sql", "SELECT temperature, count(*) AS n FROM generations GROUP BY 1 ORDER BY 1",
+    res = sh(["dasd", "sql", "SELECT g.temperature, count(*) AS n FROM generations g JOIN student_scores s "
+              "USING (response_id) GROUP BY 1 ORDER BY 1",
               "--format", "csv"], clone / "engine", env)
     assert res.strip().splitlines()[-2:] == ["0.6,16", "1,16"]
 
@@ -69,7 +72,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     params["generate"]["seed"] = 99
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh(["dvc", "repro"], clone, env)) == {"generate@0.6", "generate@1.0"}
+    assert ran(sh(["dvc", "repro"], clone, env)) == {"generate@0.6", "generate@1.0", "score@0.6", "score@1.0"}
 
     # questions reruns; its output is byte-identical, so nothing downstream does
     params["questions"]["on_error"] = "quarantine"
