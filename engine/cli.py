@@ -111,6 +111,13 @@ def cmd_sql(args):
                 print(json.dumps(row, default=str, ensure_ascii=False))
 
 
+def _per_temperature(s: argparse.ArgumentParser, func) -> None:
+    """Options of the stages that run once per temperature (one DVC matrix stage each)."""
+    s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dasd", description="Data engine for Distribution-Aligned Sequence "
                                 "Distillation: teacher samples with token logprobs -> training sets.",
@@ -133,17 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="n teacher samples per question with every sampled token's logprob and "
                        "character span, into data/generations/T=<t>/. Safe to kill and rerun: finished "
                        "shards are kept; a change of output-changing params starts clean.")
-    s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_generate)
+    _per_temperature(s, cmd_generate)
 
     s = sub.add_parser("score", help="student logprobs of every teacher response (resumable)",
                        description="Teacher-forces the student on system + question + each teacher response "
                        "(tokenised by the student's tokenizer) and stores every token's logprob, rank and "
                        "character span in data/student_scores/T=<t>/. Resumable like generate.")
-    s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_score)
+    _per_temperature(s, cmd_score)
 
     s = sub.add_parser("sql", help="query stage outputs with DuckDB",
                        description="Runs a query (or a .sql file) with one view per stage output: "
@@ -156,16 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .questions import InputError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (P.ParamsError, ValueError, FileNotFoundError) as e:
-        from .questions import InputError
-
-        if isinstance(e, (P.ParamsError, InputError, FileNotFoundError)) or type(e) is ValueError:
-            print(f"dasd {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except (P.ParamsError, InputError, FileNotFoundError) as e:
+        # bad params or bad input: one clear line naming the file (and line, field), no traceback
+        print(f"dasd {args.command}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from . import sql, tables
-from .params import QuestionsParams
+from .params import ParamsError, QuestionsParams
 
 DOMAINS = ("math", "code", "science", "instruction")
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
@@ -55,15 +55,15 @@ class Source:
 
     def __post_init__(self):
         if (self.path is None) == (self.hf is None):
-            raise ValueError(f"source {self.name!r}: give exactly one of 'path' or 'hf'")
+            raise ParamsError(f"source {self.name!r}: give exactly one of 'path' or 'hf'")
         if self.domain is None and self.domain_field is None:
-            raise ValueError(f"source {self.name!r}: give 'domain' ({'|'.join(DOMAINS)}) or 'domain_field'")
+            raise ParamsError(f"source {self.name!r}: give 'domain' ({'|'.join(DOMAINS)}) or 'domain_field'")
         if self.domain is not None and self.domain not in DOMAINS:
-            raise ValueError(f"source {self.name!r}: domain {self.domain!r} is not one of {DOMAINS}")
+            raise ParamsError(f"source {self.name!r}: domain {self.domain!r} is not one of {DOMAINS}")
         if not self.template and "question" not in self.fields:
-            raise ValueError(f"source {self.name!r}: map 'fields.question' to a column, or give a 'template'")
+            raise ParamsError(f"source {self.name!r}: map 'fields.question' to a column, or give a 'template'")
         if self.format is not None and self.format not in FORMATS:
-            raise ValueError(f"source {self.name!r}: format {self.format!r} is not one of {FORMATS}")
+            raise ParamsError(f"source {self.name!r}: format {self.format!r} is not one of {FORMATS}")
 
     def resolved_format(self, root: Path) -> str:
         if self.hf:
@@ -77,7 +77,7 @@ class Source:
         ext = suffixes[-1].lstrip(".") if suffixes else ""
         ext = {"jsonlines": "jsonl", "ndjson": "jsonl", "pq": "parquet", "tsv": "csv"}.get(ext, ext)
         if ext not in FORMATS:
-            raise ValueError(f"source {self.name!r}: cannot tell the format of {self.path}; set 'format'")
+            raise ParamsError(f"source {self.name!r}: cannot tell the format of {self.path}; set 'format'")
         return ext
 
 
