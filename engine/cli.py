@@ -16,6 +16,7 @@ EPILOG = """pipeline (dvc repro runs these in order):
   questions      ingest question sources -> data/questions/ (dedup, quarantine, report)
   generate       teacher samples at one temperature -> data/generations/T=<t>/ (resumable)
   score          student logprobs of each teacher response -> data/student_scores/T=<t>/ (resumable)
+  sentences      sentences with p_teacher, p_student and type -> data/sentences/T=<t>/
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -80,6 +81,19 @@ def cmd_score(args):
                            progress=not args.no_progress)
         print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
               f"mean student logprob {report['mean_student_logprob']:.3f}")
+
+
+def cmd_sentences(args):
+    from . import sentences
+
+    root, params = _ctx(args)
+    sp = P.section(params, "sentences", sentences.SentencesParams)
+    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
+    for t in temps:
+        d = P.temperature_dir(t)
+        r = sentences.run(sp, float(t), root / "data" / "generations" / d, root / "data" / "student_scores" / d,
+                          root / "data" / "sentences" / d, root / "metrics" / "sentences" / f"{d}.json")
+        print(f"sentences {d}: {r['sentences']} sentences in {r['responses']} responses, by type {r['by_type']}")
 
 
 def cmd_sql(args):
@@ -147,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "(tokenised by the student's tokenizer) and stores every token's logprob, rank and "
                        "character span in data/student_scores/T=<t>/. Resumable like generate.")
     _per_temperature(s, cmd_score)
+
+    s = sub.add_parser("sentences", help="split responses into sentences, align both models, type them",
+                       description="Splits each response into sentences (rules in engine/sentences.py), assigns "
+                       "every teacher and student token to its sentence by character span, and writes "
+                       "p_teacher, p_student and the type (teacher | student | shared for margin beta) to "
+                       "data/sentences/T=<t>/.")
+    _per_temperature(s, cmd_sentences)
 
     s = sub.add_parser("sql", help="query stage outputs with DuckDB",
                        description="Runs a query (or a .sql file) with one view per stage output: "

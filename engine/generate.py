@@ -67,7 +67,7 @@ def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_
     run_shards(out, len(ids), gp.shard_questions, work, backend=backend, items_per_row=gp.n, unit="sample",
                open_backend=lambda: make_backend(teacher.backend, teacher.model, teacher.revision,
                                                  logprobs_mode=gp.logprobs_mode, **teacher.options),
-               desc=f"generate T={temperature:g}", progress=progress)
+               desc=f"generate T={temperature}", progress=progress)
     return write_report(out_dir, metrics_path, temperature)
 
 
@@ -75,7 +75,7 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
     from . import sql
 
     con = sql.connect()
-    path = str(Path(out_dir) / "*.parquet").replace("'", "''")
+    path = sql.quote_path(Path(out_dir) / "*.parquet")
     row = con.execute(f"""
         SELECT count(*), count(DISTINCT question_id), sum(teacher_token_count),
                count(*) FILTER (finish_reason = 'stop'), count(*) FILTER (finish_reason = 'length'),

@@ -62,14 +62,14 @@ def run(sp: ScoreParams, student: ModelParams, temperature: float, generations_d
 
     run_shards(out, len(rids), sp.shard_responses, work, backend=backend, unit="response",
                open_backend=lambda: make_backend(student.backend, student.model, student.revision, **student.options),
-               desc=f"score T={temperature:g}", progress=progress)
+               desc=f"score T={temperature}", progress=progress)
     return write_report(out_dir, metrics_path, temperature)
 
 
 def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
     from . import sql
 
-    path = str(Path(out_dir) / "*.parquet").replace("'", "''")
+    path = sql.quote_path(Path(out_dir) / "*.parquet")
     row = sql.connect().execute(f"""
         SELECT count(*), sum(student_token_count), avg(student_token_count), avg(list_avg(student_logprobs)),
                avg(list_avg(student_ranks))

@@ -17,18 +17,25 @@ VIEWS = {
     "quarantine": "quarantine/*.parquet",
     "generations": "generations/*/*.parquet",
     "student_scores": "student_scores/*/*.parquet",
+    "sentences": "sentences/*/*.parquet",
 }
 
 
+def quote_path(path) -> str:
+    """A path (or glob) as the inside of a SQL string literal."""
+    return str(path).replace("'", "''")
+
+
 def connect(memory_limit: str | None = None, threads: int | None = None, temp_directory: str | None = None):
-    con = duckdb.connect()
+    """A DuckDB connection; with a memory_limit and a temp_directory, big joins spill instead of failing."""
+    config = {}
     if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+        config["memory_limit"] = memory_limit
     if threads:
-        con.execute(f"SET threads = {int(threads)}")
+        config["threads"] = int(threads)
     if temp_directory:
-        con.execute(f"SET temp_directory = '{temp_directory}'")
-    return con
+        config["temp_directory"] = str(temp_directory)
+    return duckdb.connect(config=config)
 
 
 def run_file(con, name: str, **variables):
@@ -43,7 +50,7 @@ def register_views(con, data_dir: Path) -> list[str]:
     made = []
     for view, pattern in VIEWS.items():
         if any(Path(data_dir).glob(pattern)):
-            path = str(Path(data_dir) / pattern).replace("'", "''")
+            path = quote_path(Path(data_dir) / pattern)
             con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM "
                         f"read_parquet('{path}', union_by_name = true, hive_partitioning = false)")
             made.append(view)

@@ -84,6 +84,23 @@ STUDENT_SCORES = pa.schema([
     ("token_ends", pa.list_(pa.int32())),
 ])
 
+# One row per response × sentence (sql/sentences.sql); sentence spans tile the response text.
+SENTENCES = pa.schema([
+    ("question_id", pa.string()),
+    ("temperature", pa.float64()),
+    ("response_id", pa.string()),
+    ("sentence_index", pa.int32()),
+    ("char_start", pa.int32()),
+    ("char_end", pa.int32()),
+    ("teacher_tokens", pa.int32()),
+    ("student_tokens", pa.int32()),
+    ("teacher_logprob", pa.float64()),  # mean teacher token logprob (null: no teacher token)
+    ("student_logprob", pa.float64()),
+    ("p_teacher", pa.float64()),        # exp(teacher_logprob): geometric mean of token probabilities
+    ("p_student", pa.float64()),
+    ("type", pa.string()),              # teacher | student | shared | unaligned
+])
+
 # Float logprobs compress ~12% better split into byte streams before zstd (measured on generations;
 # delta packing of the span columns measured no better than zstd alone, so they stay plain).
 _ENCODINGS = {"token_logprobs": "BYTE_STREAM_SPLIT", "student_logprobs": "BYTE_STREAM_SPLIT"}

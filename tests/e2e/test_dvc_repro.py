@@ -50,7 +50,8 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         sh(cmd, clone, env)
 
     out = sh(["dvc", "repro"], clone, env)
-    assert ran(out) == {"miniature", "questions", "generate@0.6", "generate@1.0", "score@0.6", "score@1.0"}
+    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences") for t in ("0.6", "1.0")}
+    assert ran(out) == {"miniature", "questions"} | per_t
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 15 and mini["teacher"]["problems"] == 8
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
@@ -62,9 +63,11 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         assert sum(m["finish_reason"].values()) == 16
         s = json.loads((clone / "metrics" / "score" / f"T={t}.json").read_text())
         assert s["responses"] == 16 and s["student_tokens"] > 0
+        st = json.loads((clone / "metrics" / "sentences" / f"T={t}.json").read_text())
+        assert st["responses"] == 16 and sum(st["by_type"].values()) == st["sentences"] > 0
     # `dasd sql` from a subfolder sees every stage's output
-    res = sh(["dasd", "sql", "SELECT g.temperature, count(*) AS n FROM generations g JOIN student_scores s "
-              "USING (response_id) GROUP BY 1 ORDER BY 1",
+    res = sh(["dasd", "sql", "SELECT g.temperature, count(DISTINCT response_id) AS n FROM generations g "
+              "JOIN student_scores USING (response_id) JOIN sentences USING (response_id) GROUP BY 1 ORDER BY 1",
               "--format", "csv"], clone / "engine", env)
     assert res.strip().splitlines()[-2:] == ["0.6,16", "1,16"]
 
@@ -72,7 +75,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     params["generate"]["seed"] = 99
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh(["dvc", "repro"], clone, env)) == {"generate@0.6", "generate@1.0", "score@0.6", "score@1.0"}
+    assert ran(sh(["dvc", "repro"], clone, env)) == per_t
 
     # questions reruns; its output is byte-identical, so nothing downstream does
     params["questions"]["on_error"] = "quarantine"

@@ -1,0 +1,109 @@
+"""Stage `sentences`: splitting rules, cross-tokenizer alignment on real traces, sentence typing."""
+from __future__ import annotations
+
+import json
+import math
+
+import pyarrow as pa
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import shared
+from engine import sentences, tables
+from engine.score import tokenize_response
+from engine.sentences import SentencesParams, split
+
+
+def texts_of(spans, text):
+    return [text[a:b] for a, b in spans]
+
+
+def test_split_rules():
+    text = ("<think>\nWe have x = 3.5 apples, e.g. two bags. Then we add 2. So x = 5.5!\n\n"
+            "Code:\n```python\ndef f(x):\n    return x + 1\n```\nDone. The answer is 5.\n</think>\n\nThe answer is 5.5.")
+    spans = split(text)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text) and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    parts = texts_of(spans, text)
+    assert parts[0] == "<think>\nWe have x = 3.5 apples, e.g. two bags. "  # "<think>" joins; 3.5 and e.g. stay
+    assert parts[1:3] == ["Then we add 2. ", "So x = 5.5!\n\nCode:\n"]  # "Code:" is too short alone
+    assert any(p.startswith("```python\ndef f(x):\n    return x + 1\n```") for p in parts)  # code block whole
+    assert parts[-1] == "The answer is 5.5."
+    assert split("") == [(0, 0)]
+
+
+@pytest.mark.parametrize("path", ["traces_math500_r1_and_distill.jsonl", "traces_qwen25math_cot_rm_example.jsonl"])
+def test_real_traces_do_not_explode(path):
+    for line in list(open(shared("traces", path)))[:40]:
+        text = json.loads(line)["response"]
+        spans = split(text)
+        assert spans[0][0] == 0 and spans[-1][1] == len(text)
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(spans, spans[1:]))
+        # a sentence per line at most, plus sentence ends inside lines: never thousands of fragments
+        assert len(spans) <= text.count("\n") + text.count(". ") + text.count("? ") + text.count("! ") + 1
+        assert sum(len(text[a:b].strip()) < 8 for a, b in spans[1:]) == 0  # no tiny fragments
+
+
+def write(table, folder):
+    tables.write_parquet(table, folder / "part-00000.parquet")
+
+
+def gen_table(rows):
+    full = [dict(dict.fromkeys(tables.GENERATIONS.names), **r) for r in rows]
+    return pa.Table.from_pylist(full, schema=tables.GENERATIONS)
+
+
+def score_table(rows):
+    full = [dict(dict.fromkeys(tables.STUDENT_SCORES.names), **r) for r in rows]
+    return pa.Table.from_pylist(full, schema=tables.STUDENT_SCORES)
+
+
+def run(tmp_path, gens, scores, beta=0.1):
+    write(gens, tmp_path / "g")
+    write(scores, tmp_path / "s")
+    report = sentences.run(SentencesParams(beta=beta), 1.0, tmp_path / "g", tmp_path / "s", tmp_path / "out",
+                           tmp_path / "m.json")
+    return report, tables.read_table(tmp_path / "out").to_pylist()
+
+
+def test_every_token_of_both_tokenizers_lands_in_one_sentence(tmp_path, mini):
+    teacher, student = (AutoTokenizer.from_pretrained(mini[k]) for k in ("teacher", "student"))
+    rows = [json.loads(line) for line in open(shared("traces", "traces_math500_r1_and_distill.jsonl"))][:8]
+    g, s = [], []
+    for k, r in enumerate(rows):
+        text = r["response"][:6000]
+        t_ids, t_starts, t_ends = tokenize_response(teacher, text)
+        s_ids, s_starts, s_ends = tokenize_response(student, text)
+        assert t_ids != s_ids  # the tokenizers really differ
+        g.append(dict(response_id=f"r{k}", question_id=f"q{k}", temperature=1.0, text=text, token_ids=t_ids,
+                      token_logprobs=[-0.05] * len(t_ids), token_starts=t_starts, token_ends=t_ends))
+        s.append(dict(response_id=f"r{k}", token_ids=s_ids, student_logprobs=[-2.0] * len(s_ids),
+                      token_starts=s_starts, token_ends=s_ends, student_ranks=[1] * len(s_ids)))
+    report, out = run(tmp_path, gen_table(g), score_table(s))
+    for k, (gr, sr) in enumerate(zip(g, s)):
+        mine = [o for o in out if o["response_id"] == f"r{k}"]
+        assert sum(o["teacher_tokens"] for o in mine) == len(gr["token_ids"])
+        assert sum(o["student_tokens"] for o in mine) == len(sr["token_ids"])
+        assert [(o["char_start"], o["char_end"]) for o in mine] == split(gr["text"])
+    assert report["sentences"] == len(out) and sum(report["by_type"].values()) == len(out)
+    assert all(o["type"] == "teacher" for o in out if o["student_tokens"] and o["teacher_tokens"])
+
+
+def test_types_at_the_beta_edges_and_unaligned(tmp_path):
+    # four sentences, one token per model each, probabilities chosen around beta = 0.1
+    text = "First sentence here. Second sentence here. Third sentence here. Fourth one here."
+    spans = split(text)
+    assert len(spans) == 4
+    starts = [a for a, _ in spans]
+    p_t = [0.80, 0.50, 0.50, 0.90]
+    p_s = [0.69, 0.61, 0.45, None]  # teacher +0.11, student +0.11, shared +0.05, no student token
+    g = [dict(response_id="r", question_id="q", temperature=1.0, text=text, token_ids=[1, 2, 3, 4],
+              token_logprobs=[math.log(p) for p in p_t], token_starts=starts, token_ends=[b for _, b in spans])]
+    s_starts = starts[:3]
+    s = [dict(response_id="r", token_ids=[1, 2, 3], student_logprobs=[math.log(p) for p in p_s[:3]],
+              student_ranks=[1, 1, 1], token_starts=s_starts, token_ends=[b for _, b in spans][:3])]
+    _, out = run(tmp_path, gen_table(g), score_table(s))
+    assert [o["type"] for o in out] == ["teacher", "student", "shared", "unaligned"]
+    assert out[0]["p_teacher"] == pytest.approx(0.80, abs=1e-6) and out[3]["student_tokens"] == 0
+    # a larger margin turns the first two into shared
+    _, out = run(tmp_path, gen_table(g), score_table(s), beta=0.15)
+    assert [o["type"] for o in out] == ["shared", "shared", "shared", "unaligned"]
