@@ -17,6 +17,7 @@ EPILOG = """pipeline (dvc repro runs these in order):
   generate       teacher samples at one temperature -> data/generations/T=<t>/ (resumable)
   score          student logprobs of each teacher response -> data/student_scores/T=<t>/ (resumable)
   sentences      sentences with p_teacher, p_student and type -> data/sentences/T=<t>/
+  filter         quality rules -> data/filter/T=<t>/ (kept + one rejection row per failed rule)
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -96,6 +97,21 @@ def cmd_sentences(args):
         print(f"sentences {d}: {r['sentences']} sentences in {r['responses']} responses, by type {r['by_type']}")
 
 
+def cmd_filter(args):
+    from . import filter as filter_stage
+
+    root, params = _ctx(args)
+    fp = P.section(params, "filter", filter_stage.FilterParams)
+    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
+    for t in temps:
+        d = P.temperature_dir(t)
+        r = filter_stage.run(fp, float(t), root / "data" / "generations" / d, root / "data" / "student_scores" / d,
+                             root / "data" / "questions", root / "data" / "filter" / d,
+                             root / "metrics" / "filter" / f"{d}.json")
+        print(f"filter {d}: {r['input']} in -> {r['kept']} kept, {r['rejected']} rejected "
+              f"(by rule: {r['rejections_by_rule']})")
+
+
 def cmd_sql(args):
     from . import sql
 
@@ -168,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "p_teacher, p_student and the type (teacher | student | shared for margin beta) to "
                        "data/sentences/T=<t>/.")
     _per_temperature(s, cmd_sentences)
+
+    s = sub.add_parser("filter", help="quality rules: length, structure, repetition, truncation",
+                       description="Measures every response (student-token length, <think> structure, tool "
+                       "calls, truncation, Gopher-style repetition, runaway loops) and rejects those over the "
+                       "thresholds of params `filter.rules`: data/filter/T=<t>/{kept,rejections}.parquet, one "
+                       "rejection row per failed rule.")
+    _per_temperature(s, cmd_filter)
 
     s = sub.add_parser("sql", help="query stage outputs with DuckDB",
                        description="Runs a query (or a .sql file) with one view per stage output: "

@@ -51,7 +51,7 @@ def split(text: str, min_chars: int = 8) -> list[tuple[int, int]]:
     spans, start = [], 0
     for c in bounds + [len(text)]:
         piece = text[start:c]
-        if spans and len(piece) - sum(ch.isspace() for ch in piece) < min_chars:
+        if spans and len("".join(piece.split())) < min_chars:
             spans[-1] = (spans[-1][0], c)  # too short to stand alone: join the sentence before
         else:
             spans.append((start, c))

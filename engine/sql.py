@@ -18,6 +18,8 @@ VIEWS = {
     "generations": "generations/*/*.parquet",
     "student_scores": "student_scores/*/*.parquet",
     "sentences": "sentences/*/*.parquet",
+    "filter_kept": "filter/*/kept.parquet",
+    "rejections": "filter/*/rejections.parquet",
 }
 
 

@@ -101,6 +101,16 @@ SENTENCES = pa.schema([
     ("type", pa.string()),              # teacher | student | shared | unaligned
 ])
 
+# One row per (response, failed rule) of any stage that removes responses (filter, dedup, mixed_filter).
+REJECTIONS = pa.schema([
+    ("response_id", pa.string()),
+    ("stage", pa.string()),
+    ("rule", pa.string()),
+    ("value", pa.float64()),      # what was measured
+    ("threshold", pa.float64()),  # the limit it exceeded
+    ("detail", pa.string()),      # e.g. dedup: the cluster and its survivor
+])
+
 # Float logprobs compress ~12% better split into byte streams before zstd (measured on generations;
 # delta packing of the span columns measured no better than zstd alone, so they stay plain).
 _ENCODINGS = {"token_logprobs": "BYTE_STREAM_SPLIT", "student_logprobs": "BYTE_STREAM_SPLIT"}

@@ -50,7 +50,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         sh(cmd, clone, env)
 
     out = sh(["dvc", "repro"], clone, env)
-    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences") for t in ("0.6", "1.0")}
+    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter") for t in ("0.6", "1.0")}
     assert ran(out) == {"miniature", "questions"} | per_t
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 15 and mini["teacher"]["problems"] == 8
@@ -65,6 +65,8 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         assert s["responses"] == 16 and s["student_tokens"] > 0
         st = json.loads((clone / "metrics" / "sentences" / f"T={t}.json").read_text())
         assert st["responses"] == 16 and sum(st["by_type"].values()) == st["sentences"] > 0
+        f = json.loads((clone / "metrics" / "filter" / f"T={t}.json").read_text())
+        assert f["input"] == 16 == f["kept"] + f["rejected"]
     # `dasd sql` from a subfolder sees every stage's output
     res = sh(["dasd", "sql", "SELECT g.temperature, count(DISTINCT response_id) AS n FROM generations g "
               "JOIN student_scores USING (response_id) JOIN sentences USING (response_id) GROUP BY 1 ORDER BY 1",

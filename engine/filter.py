@@ -1,0 +1,199 @@
+"""Stage `filter@T`: quality rules on every teacher response; Python measures, SQL decides.
+
+`measure` computes one row of numbers per response (sizes, structure flags, Gopher-style repetition
+statistics, the longest run of a repeated substring); sql/filter.sql unpivots them against the
+thresholds of params (`filter.rules`) and writes one rejection row per failed rule
+(response_id, stage, rule, value, threshold). A response is kept when no rule fails, so
+kept + rejected = input exactly, per temperature, per domain and per rule (metrics/filter/T=<t>.json).
+
+Rules (each `value > threshold` rejects):
+- length: the response in *student* tokens (the training context, 65,536 in the paper);
+- truncated: finish_reason = length; tool_call: a tool/function call in the response;
+- missing_reasoning / unclosed_reasoning / empty_answer: the `<think>…</think>answer` structure;
+- dup_line_frac, dup_para_frac, dup_sentence_frac (share of items that repeat an earlier one) and
+  dup_line_char_frac, dup_para_char_frac (share of characters in them), as in Gopher;
+- top_{2,3,4}gram_char_frac: characters covered by the most frequent word n-gram;
+- dup_{5..10}gram_char_frac: characters covered by word n-grams that occur more than once;
+- runaway_repeats: the most consecutive repeats of one substring of 10-200 characters (loops).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from . import sql, tables
+from .sentences import split
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+LOOP_TAIL = 4000  # runaway loops run until max_tokens: they show in the tail
+LOOP_PERIODS = range(10, 201)  # a loop repeats a piece of 10-200 characters
+
+# Defaults. Gopher's web-text values where real reasoning traces pass them (paragraph, sentence and
+# top-n-gram rules); where they do not, the 99th percentile of 870 real traces (DeepSeek-R1, R1-distill,
+# Qwen2.5-Math CoT in ../shared/data/traces), rounded up: long reasoning repeats lines ("Wait,") and
+# 5-10-grams far more than web pages — Gopher's 0.15 for 5-grams rejects over half of those traces.
+DEFAULT_RULES = {
+    "length": 65536, "truncated": 0, "tool_call": 0, "missing_reasoning": 0, "unclosed_reasoning": 0,
+    "empty_answer": 0, "dup_line_frac": 0.5, "dup_para_frac": 0.3, "dup_sentence_frac": 0.3,
+    "dup_line_char_frac": 0.2, "dup_para_char_frac": 0.2, "top_2gram_char_frac": 0.2,
+    "top_3gram_char_frac": 0.18, "top_4gram_char_frac": 0.16, "dup_5gram_char_frac": 0.5,
+    "dup_6gram_char_frac": 0.45, "dup_7gram_char_frac": 0.44, "dup_8gram_char_frac": 0.4,
+    "dup_9gram_char_frac": 0.36, "dup_10gram_char_frac": 0.32, "runaway_repeats": 8,
+}
+
+
+@dataclass
+class FilterParams:
+    rules: dict = field(default_factory=dict)  # rule -> threshold; a rule set to null is off
+    ngram_min_words: int = 100                 # n-gram statistics only for responses this long
+
+    def thresholds(self) -> dict[str, float]:
+        unknown = set(self.rules) - set(DEFAULT_RULES)
+        if unknown:
+            from .params import ParamsError
+
+            raise ParamsError(f"filter.rules: unknown rule(s) {sorted(unknown)}; known: {sorted(DEFAULT_RULES)}")
+        merged = dict(DEFAULT_RULES, **self.rules)
+        return {k: float(v) for k, v in merged.items() if v is not None}
+
+
+def _dup_stats(items: list[str]) -> tuple[float, float]:
+    """(share of items equal to an earlier one, share of characters in those items)."""
+    items = [x for x in items if x.strip()]
+    if not items:
+        return 0.0, 0.0
+    seen, dup, dup_chars = set(), 0, 0
+    for x in items:
+        if x in seen:
+            dup += 1
+            dup_chars += len(x)
+        seen.add(x)
+    return dup / len(items), dup_chars / max(1, sum(len(x) for x in items))
+
+
+_P = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier: n-gram hash = polynomial of word ids (mod 2^64)
+
+
+def _ngram_stats(words: list[str], text_chars: int) -> dict[str, float]:
+    """Gopher's n-gram repetition statistics over whitespace words, vectorised with numpy; as in
+    Gopher (and datatrove), characters of the words involved over the characters of the text."""
+    out = {}
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in words), dtype=np.uint64, count=len(words))
+    lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    total = max(text_chars, 1)
+    h = np.zeros(len(words), dtype=np.uint64)
+    for n in range(1, 11):
+        if n > len(words):
+            h = h[:0]
+        else:
+            with np.errstate(over="ignore"):
+                h = h[:len(words) - n + 1] * _P + ids[n - 1:]  # hash of words[i:i+n]
+        if n < 2:
+            continue
+        if len(h) == 0:
+            out[f"top_{n}gram_char_frac" if n <= 4 else f"dup_{n}gram_char_frac"] = 0.0
+            continue
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+        if n <= 4:
+            # characters of the most frequent n-gram times its occurrences (ties: the longest one)
+            gram_chars = np.convolve(lens, np.ones(n, dtype=np.int64))[n - 1:len(words)]
+            best = np.where(counts[inverse] == counts.max(), gram_chars, 0).max()
+            out[f"top_{n}gram_char_frac"] = float(counts.max() * best / total)
+        else:
+            # characters of words inside any n-gram that occurs more than once
+            starts = (counts[inverse] > 1).astype(np.int64)
+            covered = np.convolve(starts, np.ones(n, dtype=np.int64))[:len(words)] > 0
+            out[f"dup_{n}gram_char_frac"] = float(lens[covered].sum() / total)
+    return {k: out[k] for k in sorted(out)}
+
+
+def _tandem_repeats(text: str) -> int:
+    """Most consecutive copies of one piece of 10-200 characters (what the regex (.{10,200}?)\\1+
+    finds), by comparing the text with itself shifted by each period."""
+    arr = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    best = 1
+    for p in LOOP_PERIODS:
+        if 2 * p > len(arr):
+            break
+        eq = np.concatenate(([False], arr[:-p] == arr[p:], [False]))
+        edges = np.flatnonzero(np.diff(eq.astype(np.int8)))
+        if len(edges):
+            run = int((edges[1::2] - edges[::2]).max())  # longest stretch equal to itself p later
+            best = max(best, run // p + 1)
+    return best
+
+
+def _longest_run(items: list[str]) -> int:
+    best = run = 1
+    for a, b in zip(items, items[1:]):
+        run = run + 1 if a == b and a else 1
+        best = max(best, run)
+    return best if items else 1
+
+
+def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words: int = 100) -> dict:
+    opened = text.lstrip().startswith(THINK_OPEN)
+    closed = THINK_CLOSE in text
+    reasoning = text.split(THINK_CLOSE, 1)[0].replace(THINK_OPEN, "", 1) if opened else ""
+    answer = text.split(THINK_CLOSE, 1)[1] if closed else ""
+    lines = text.split("\n")
+    paras = re.split(r"\n\s*\n", text)
+    sents = [text[a:b].strip() for a, b in split(text)]
+    m = {"length": student_tokens, "truncated": int(finish_reason == "length"),
+         "tool_call": int(finish_reason == "tool_call"),
+         "missing_reasoning": int(not opened or not reasoning.strip()),
+         "unclosed_reasoning": int(opened and not closed), "empty_answer": int(not answer.strip())}
+    m["dup_line_frac"], m["dup_line_char_frac"] = _dup_stats(lines)
+    m["dup_para_frac"], m["dup_para_char_frac"] = _dup_stats(paras)
+    m["dup_sentence_frac"], _ = _dup_stats(sents)
+    words = text.split()
+    # n-gram statistics describe long texts (Gopher applies them to documents of 50+ words); on a
+    # short answer one repeated phrase is most of the text, so below ngram_min_words they read 0
+    m.update(_ngram_stats(words if len(words) >= ngram_min_words else [], len(text)))
+    m["runaway_repeats"] = max(_tandem_repeats(text[-LOOP_TAIL:]), _longest_run(sents))
+    return m
+
+
+def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams) -> pa.Table:
+    n_tokens = dict(zip(scores.column("response_id").to_pylist(), scores.column("student_token_count").to_pylist()))
+    rows = []
+    for rid, qid, text, finish in zip(*(gens.column(c).to_pylist() for c in
+                                        ("response_id", "question_id", "text", "finish_reason"))):
+        if rid not in n_tokens:
+            raise ValueError(f"response {rid} has no student score: rerun `dasd score`")
+        rows.append({"response_id": rid, "question_id": qid,
+                     **measure(text, finish, n_tokens[rid], fp.ngram_min_words)})
+    return pa.Table.from_pylist(rows)
+
+
+def run(fp: FilterParams, temperature: float, generations_dir: Path, scores_dir: Path, questions_dir: Path,
+        out_dir: Path, metrics_path: Path) -> dict:
+    gens = tables.read_table(generations_dir, columns=["response_id", "question_id", "text", "finish_reason"])
+    scores = tables.read_table(scores_dir, columns=["response_id", "student_token_count"])
+    if gens is None or scores is None:
+        raise FileNotFoundError(f"{generations_dir} or {scores_dir}: run `dasd generate` and `dasd score` first")
+    thresholds = fp.thresholds()
+    con = sql.connect()
+    con.register("measures", measures(gens, scores, fp))
+    con.register("thresholds", pa.table({"rule": list(thresholds), "threshold": list(thresholds.values())}))
+    con.execute(f"CREATE VIEW questions AS SELECT * FROM read_parquet('{sql.quote_path(Path(questions_dir) / '*.parquet')}')")
+    rejections = sql.run_file(con, "filter", stage="filter").to_arrow_table().cast(tables.REJECTIONS)
+    con.register("rejections", rejections)
+    kept = con.sql("SELECT response_id, question_id FROM measures WHERE response_id NOT IN "
+                   "(SELECT response_id FROM rejections) ORDER BY response_id").to_arrow_table()
+    tables.write_parquet(rejections, Path(out_dir) / "rejections.parquet")
+    tables.write_parquet(kept, Path(out_dir) / "kept.parquet")
+    report = {"temperature": temperature, "input": gens.num_rows, "kept": kept.num_rows,
+              "rejected": gens.num_rows - kept.num_rows,
+              "rejections_by_rule": dict(con.sql("SELECT rule, count(*) FROM rejections GROUP BY 1 ORDER BY 1").fetchall()),
+              "by_domain": {d: {"input": i, "kept": k} for d, i, k in con.sql(
+                  "SELECT q.domain, count(*), count(*) FILTER (m.response_id NOT IN (SELECT response_id FROM rejections)) "
+                  "FROM measures m JOIN questions q USING (question_id) GROUP BY 1 ORDER BY 1").fetchall()}}
+    assert report["kept"] + report["rejected"] == report["input"]
+    tables.write_json(report, metrics_path)
+    return report

@@ -1,0 +1,85 @@
+"""Stage `filter`: every rule has a case that passes and one that fails; kept + rejected = input."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import shared
+from engine import filter as F
+from engine import tables
+from test_sentences import gen_table, score_table
+
+GOOD = "<think>\nWe add 3 and 4 to get 7. Then we double it: 14.\n</think>\n\nThe answer is 14."
+LONG_GOOD = json.loads(open(shared("traces", "traces_math500_r1_and_distill.jsonl")).readline())["response"]
+
+# rule -> (text, finish_reason, student tokens) that must fail it
+FAILING = {
+    "length": (GOOD, "stop", 70000),
+    "truncated": (GOOD[:30], "length", 10),
+    "tool_call": ("<think>\nNeed the weather.", "tool_call", 10),
+    "missing_reasoning": ("The answer is 14.", "stop", 10),
+    "unclosed_reasoning": ("<think>\nWe add 3 and 4 to get 7. The answer is 7.", "stop", 10),
+    "empty_answer": ("<think>\nWe add 3 and 4.\n</think>\n\n  ", "stop", 10),
+    "dup_line_frac": ("<think>\n" + "Check again.\nHmm.\n" * 5 + "Next line here.\n</think>\n\nOk.", "stop", 10),
+    "dup_para_frac": ("<think>\n" + "We try again now.\n\n" * 4 + "Done.\n</think>\n\nOk.", "stop", 10),
+    "dup_sentence_frac": ("<think>\n" + "Let me check. " * 6 + "Then some other words here. Fine.\n</think>\n\nOk.", "stop", 10),
+    "top_2gram_char_frac": ("<think>\n" + "so so " * 60 + "\n</think>\n\nOk.", "stop", 10),
+    "dup_5gram_char_frac": ("<think>\n" + " ".join(["the value of x is one"] * 40) + "\n</think>\n\nOk.", "stop", 10),
+    "runaway_repeats": (GOOD + " I will check it again." * 12, "stop", 10),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(FAILING))
+def test_each_rule_fails_its_case_and_passes_the_good_one(rule):
+    th = F.FilterParams().thresholds()
+    text, finish, n = FAILING[rule]
+    assert F.measure(text, finish, n)[rule] > th[rule]
+    for good in (GOOD, LONG_GOOD):
+        assert F.measure(good, "stop", 1000)[rule] <= th[rule], rule
+
+
+def test_default_thresholds_keep_most_real_reasoning_traces():
+    th = F.FilterParams().thresholds()
+    rows = [json.loads(line) for line in open(shared("traces", "traces_qwen25math_cot_rm_example.jsonl"))][:200]
+    rows += [json.loads(line) for line in open(shared("traces", "traces_math500_r1_and_distill.jsonl"))]
+    structure = {"missing_reasoning", "empty_answer", "unclosed_reasoning"}  # these traces lack <think>
+    failed = [r for r in rows if any(v > th[k] for k, v in F.measure(r["response"], "stop", 1000).items()
+                                     if k not in structure)]
+    assert len(failed) / len(rows) < 0.06, f"{len(failed)} of {len(rows)} real traces rejected"
+
+
+def test_stage_accounting_and_rejection_rows(tmp_path):
+    texts = [GOOD] + [FAILING[r][0] for r in sorted(FAILING)]
+    finishes = ["stop"] + [FAILING[r][1] for r in sorted(FAILING)]
+    n_tokens = [100] + [FAILING[r][2] for r in sorted(FAILING)]
+    g = [dict(response_id=f"r{i}", question_id=f"q{i % 3}", temperature=1.0, text=t, finish_reason=f)
+         for i, (t, f) in enumerate(zip(texts, finishes))]
+    s = [dict(response_id=f"r{i}", student_token_count=n) for i, n in enumerate(n_tokens)]
+    for folder, table in (("g", gen_table(g)), ("s", score_table(s))):
+        tables.write_parquet(table, tmp_path / folder / "part-00000.parquet")
+    qs = pa.table({"question_id": ["q0", "q1", "q2"], "domain": ["math", "code", "math"]})
+    tables.write_parquet(qs, tmp_path / "questions" / "questions.parquet")
+    report = F.run(F.FilterParams(), 1.0, tmp_path / "g", tmp_path / "s", tmp_path / "questions",
+                   tmp_path / "out", tmp_path / "m.json")
+    rej = pq.read_table(tmp_path / "out" / "rejections.parquet").to_pylist()
+    kept = pq.read_table(tmp_path / "out" / "kept.parquet")
+    assert report["input"] == len(texts) == report["kept"] + report["rejected"]
+    assert kept.column("response_id").to_pylist() == ["r0"]
+    assert {r["response_id"] for r in rej} == {f"r{i}" for i in range(1, len(texts))}
+    by_rule = Counter(r["rule"] for r in rej)
+    for i, rule in enumerate(sorted(FAILING), 1):  # each planted case is rejected by (at least) its rule
+        assert any(r["response_id"] == f"r{i}" and r["rule"] == rule for r in rej), rule
+    assert report["rejections_by_rule"] == dict(sorted(by_rule.items()))
+    assert all(r["value"] > r["threshold"] and r["stage"] == "filter" for r in rej)
+    assert sum(d["input"] for d in report["by_domain"].values()) == len(texts)
+
+
+def test_unknown_rule_is_a_params_error():
+    from engine.params import ParamsError
+
+    with pytest.raises(ParamsError, match="unknown rule"):
+        F.FilterParams(rules={"lenght": 10}).thresholds()
