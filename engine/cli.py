@@ -18,6 +18,8 @@ EPILOG = """pipeline (dvc repro runs these in order):
   score          student logprobs of each teacher response -> data/student_scores/T=<t>/ (resumable)
   sentences      sentences with p_teacher, p_student and type -> data/sentences/T=<t>/
   filter         quality rules -> data/filter/T=<t>/ (kept + one rejection row per failed rule)
+  select         divergence-aware selection (or a baseline) -> data/select/T=<t>/
+  export         SFT sets: stage1 (low T), stage2 (high T) -> data/export/<stage>/train.parquet
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -112,6 +114,39 @@ def cmd_filter(args):
               f"(by rule: {r['rejections_by_rule']})")
 
 
+def cmd_select(args):
+    from . import select
+
+    root, params = _ctx(args)
+    sp = P.section(params, "select", select.SelectParams)
+    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
+    for t in temps:
+        d = P.temperature_dir(t)
+        data = root / "data"
+        r = select.run(sp, float(t), {"filter_kept": data / "filter" / d / "kept.parquet",
+                                      "sentences": data / "sentences" / d / "*.parquet",
+                                      "student_scores": data / "student_scores" / d / "*.parquet"},
+                       data / "select" / d, root / "metrics" / "select" / f"{d}.json")
+        print(f"select {d}: {r['selected']} chosen by {r['selector']} from {r['candidates']} candidates "
+              f"of {r['questions']} questions")
+
+
+def cmd_export(args):
+    from . import export
+
+    root, params = _ctx(args)
+    stages = params.get("export", {}).get("stages", {})
+    names = [args.stage] if args.stage else list(stages)
+    for name in names:
+        if name not in stages:
+            raise P.ParamsError(f"export.stages has no stage {name!r} (has: {sorted(stages)})")
+        t = stages[name]["temperature"]
+        d, data = P.temperature_dir(t), root / "data"
+        r = export.run(name, float(t), data / "select" / d, data / "generations" / d, data / "questions",
+                       data / "export" / name, root / "metrics" / "export" / f"{name}.json")
+        print(f"export {name}: {r['examples']} examples from T={t}")
+
+
 def cmd_sql(args):
     from . import sql
 
@@ -191,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "thresholds of params `filter.rules`: data/filter/T=<t>/{kept,rejections}.parquet, one "
                        "rejection row per failed rule.")
     _per_temperature(s, cmd_filter)
+
+    s = sub.add_parser("select", help="per question, keep the response the student most needs (DAS)",
+                       description="Scores every kept response with every selector (das, random, "
+                       "global_naturalness, rank_surprisal) and keeps the top_k per question by params "
+                       "`select.selector`: data/select/T=<t>/selected.parquet.")
+    _per_temperature(s, cmd_select)
+
+    s = sub.add_parser("export", help="write an SFT phase's training set as messages Parquet",
+                       description="Joins the selected responses of the phase's temperature (params "
+                       "`export.stages`) with their questions into data/export/<stage>/train.parquet.")
+    s.add_argument("--stage", help="one stage of export.stages (default: all)")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("sql", help="query stage outputs with DuckDB",
                        description="Runs a query (or a .sql file) with one view per stage output: "

@@ -20,6 +20,8 @@ VIEWS = {
     "sentences": "sentences/*/*.parquet",
     "filter_kept": "filter/*/kept.parquet",
     "rejections": "filter/*/rejections.parquet",
+    "selected": "select/*/selected.parquet",
+    "exports": "export/*/train.parquet",
 }
 
 

@@ -111,6 +111,33 @@ REJECTIONS = pa.schema([
     ("detail", pa.string()),      # e.g. dedup: the cluster and its survivor
 ])
 
+# One row per selected response (up to top_k per question) of one temperature.
+SELECTED = pa.schema([
+    ("response_id", pa.string()),
+    ("question_id", pa.string()),
+    ("temperature", pa.float64()),
+    ("selector", pa.string()),
+    ("score", pa.float64()),
+    ("rank", pa.int32()),
+    ("teacher_sentences", pa.int32()),
+    ("student_sentences", pa.int32()),
+    ("shared_sentences", pa.int32()),
+    ("sentences", pa.int32()),
+])
+
+# One row per training example of an SFT phase (data/export/<stage>/train.parquet).
+EXPORT = pa.schema([
+    ("messages", MESSAGES),            # system, user, assistant (<think>…</think> + answer)
+    ("response_id", pa.string()),
+    ("question_id", pa.string()),
+    ("domain", pa.string()),
+    ("temperature", pa.float64()),
+    ("selector", pa.string()),
+    ("score", pa.float64()),
+    ("teacher_sentences", pa.int32()),
+    ("sentences", pa.int32()),
+])
+
 # Float logprobs compress ~12% better split into byte streams before zstd (measured on generations;
 # delta packing of the span columns measured no better than zstd alone, so they stay plain).
 _ENCODINGS = {"token_logprobs": "BYTE_STREAM_SPLIT", "student_logprobs": "BYTE_STREAM_SPLIT"}

@@ -50,8 +50,8 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         sh(cmd, clone, env)
 
     out = sh(["dvc", "repro"], clone, env)
-    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter") for t in ("0.6", "1.0")}
-    assert ran(out) == {"miniature", "questions"} | per_t
+    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "select") for t in ("0.6", "1.0")}
+    assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2"} | per_t
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 15 and mini["teacher"]["problems"] == 8
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
@@ -67,6 +67,15 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         assert st["responses"] == 16 and sum(st["by_type"].values()) == st["sentences"] > 0
         f = json.loads((clone / "metrics" / "filter" / f"T={t}.json").read_text())
         assert f["input"] == 16 == f["kept"] + f["rejected"]
+    # the two SFT sets: at most one response per question, loadable by `datasets`
+    import datasets
+
+    for stage in ("stage1", "stage2"):
+        ds = datasets.load_dataset("parquet", data_files=str(clone / "data" / "export" / stage / "train.parquet"),
+                                   split="train")
+        e = json.loads((clone / "metrics" / "export" / f"{stage}.json").read_text())
+        assert e["examples"] == len(ds) == len(set(ds["question_id"])) <= 8
+        assert all(m[-1]["role"] == "assistant" for m in ds["messages"])
     # `dasd sql` from a subfolder sees every stage's output
     res = sh(["dasd", "sql", "SELECT g.temperature, count(DISTINCT response_id) AS n FROM generations g "
               "JOIN student_scores USING (response_id) JOIN sentences USING (response_id) GROUP BY 1 ORDER BY 1",
@@ -77,7 +86,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     params["generate"]["seed"] = 99
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh(["dvc", "repro"], clone, env)) == per_t
+    assert ran(sh(["dvc", "repro"], clone, env)) == per_t | {"export@stage1", "export@stage2"}
 
     # questions reruns; its output is byte-identical, so nothing downstream does
     params["questions"]["on_error"] = "quarantine"

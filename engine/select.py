@@ -1,0 +1,59 @@
+"""Stage `select@T`: per question, keep the candidate(s) the student most needs to learn.
+
+Candidates are the responses the filter kept. Every selector scores every candidate in SQL
+(sql/select_candidates.sql) and one ranking rule picks the top_k per question (sql/select.sql):
+- `das` (default): divergence-aware sampling, the largest count of teacher sentences
+  (p_teacher − p_student > β, β from `sentences`), or their proportion (`das_measure: proportion`);
+- `random`: the paper's baseline; `global_naturalness`: max mean student logprob;
+- `rank_surprisal`: lowest sum(min(student rank, 100)) / sum(student surprisal).
+(Local naturalness needs windowed student passes and is not offered yet.)
+Output data/select/T=<t>/selected.parquet (schema `tables.SELECTED`) and metrics/select/T=<t>.json.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sql, tables
+from .params import ParamsError
+
+SELECTORS = ("das", "random", "global_naturalness", "rank_surprisal")
+
+
+@dataclass
+class SelectParams:
+    selector: str = "das"
+    top_k: int = 1
+    das_measure: str = "count"  # count | proportion
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.selector not in SELECTORS:
+            raise ParamsError(f"select: selector must be one of {SELECTORS}, not {self.selector!r}")
+        if self.das_measure not in ("count", "proportion"):
+            raise ParamsError(f"select: das_measure must be 'count' or 'proportion', not {self.das_measure!r}")
+        if self.top_k < 1:
+            raise ParamsError("select: top_k must be >= 1")
+
+
+def run(sp: SelectParams, temperature: float, inputs: dict[str, Path], out_dir: Path, metrics_path: Path) -> dict:
+    """`inputs`: view name -> folder of Parquet files (filter_kept, sentences, student_scores)."""
+    con = sql.connect()
+    for view, pattern in inputs.items():
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{sql.quote_path(pattern)}')")
+    sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed).create("select_candidates")
+    chosen = sql.run_file(con, "select", selector=sp.selector, top_k=sp.top_k, temperature=temperature)
+    chosen = chosen.to_arrow_table().select(tables.SELECTED.names).cast(tables.SELECTED)
+    tables.write_parquet(chosen, Path(out_dir) / "selected.parquet")
+    n_cand, n_q = con.execute("SELECT count(*), count(DISTINCT question_id) FROM select_candidates").fetchall()[0]
+    report = {"temperature": temperature, "selector": sp.selector, "top_k": sp.top_k, "candidates": n_cand,
+              "questions": n_q, "selected": chosen.num_rows,
+              "mean_teacher_sentences_selected": _mean(chosen.column("teacher_sentences").to_pylist()),
+              "mean_teacher_sentences_candidates": con.execute(
+                  "SELECT avg(teacher_sentences) FROM select_candidates").fetchall()[0][0]}
+    tables.write_json(report, metrics_path)
+    return report
+
+
+def _mean(xs):
+    return sum(xs) / len(xs) if xs else None

@@ -1,0 +1,34 @@
+-- select_candidates: one row per response that passed the filter, with every selector's score.
+-- Inputs:  filter_kept (response_id, question_id), sentences (one row per response × sentence with type),
+--          student_scores (student_logprobs, student_ranks).
+-- Grain:   one row per kept response.
+-- Scores (higher is better for every one, so one ranking rule serves all):
+--   das:                count of teacher sentences (p_T - p_S > beta), or their proportion with
+--                       getvariable('das_measure') = 'proportion';
+--   random:             a hash of (seed, response_id): reproducible, independent of order;
+--   global_naturalness: mean student token logprob;
+--   rank_surprisal:     minus sum(min(student rank, 100)) / sum(student surprisal) (lower ratio is better).
+WITH counts AS (
+    SELECT response_id,
+           count(*) FILTER (type = 'teacher') AS teacher_sentences,
+           count(*) FILTER (type = 'student') AS student_sentences,
+           count(*) FILTER (type = 'shared') AS shared_sentences,
+           count(*) AS sentences
+    FROM sentences GROUP BY 1
+), student AS (
+    SELECT response_id,
+           list_avg(student_logprobs) AS mean_student_logprob,
+           list_sum(list_transform(student_ranks, lambda r: least(r, 100)))
+               / nullif(list_sum(list_transform(student_logprobs, lambda lp: -lp)), 0) AS rank_surprisal_ratio
+    FROM student_scores
+)
+SELECT k.response_id, k.question_id,
+       c.teacher_sentences, c.student_sentences, c.shared_sentences, c.sentences,
+       CASE WHEN getvariable('das_measure') = 'proportion' THEN c.teacher_sentences / c.sentences
+            ELSE c.teacher_sentences END::DOUBLE AS das,
+       (hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE AS random,
+       s.mean_student_logprob AS global_naturalness,
+       -s.rank_surprisal_ratio AS rank_surprisal
+FROM filter_kept k
+JOIN counts c USING (response_id)
+JOIN student s USING (response_id)
