@@ -36,11 +36,11 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         (clone / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, clone / f)
     params = yaml.safe_load((clone / "params.yaml").read_text())
-    # the default profile, smaller: training runs for a few steps only (plumbing, not skill)
-    params["miniature"].update(questions=8, eval_problems=8, train_problems=400, corpus_problems=300)
-    params["miniature"]["teacher_train"].update(steps=15)
+    # the default profile, smaller: the teacher trains just long enough to write well-formed reasoning
+    params["miniature"].update(questions=8, eval_problems=8, train_problems=3000, corpus_problems=300)
+    params["miniature"]["teacher_train"].update(steps=150)
     params["miniature"]["student_train"].update(steps=5)
-    params["generate"].update(n=2, max_tokens=24, shard_questions=4)
+    params["generate"].update(n=2, shard_questions=4)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site"), DVC_NO_ANALYTICS="1")
@@ -53,7 +53,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "select") for t in ("0.6", "1.0")}
     assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2"} | per_t
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
-    assert mini["teacher"]["train"]["steps"] == 15 and mini["teacher"]["problems"] == 8
+    assert mini["teacher"]["train"]["steps"] == 150 and mini["teacher"]["problems"] == 8
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
     q = json.loads((clone / "metrics" / "questions.json").read_text())
     assert q["questions"] == 8 and q["rows"] == q["staged"] + q["quarantined"]
@@ -70,12 +70,14 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     # the two SFT sets: at most one response per question, loadable by `datasets`
     import datasets
 
+    top1 = {}
     for stage in ("stage1", "stage2"):
         ds = datasets.load_dataset("parquet", data_files=str(clone / "data" / "export" / stage / "train.parquet"),
                                    split="train")
         e = json.loads((clone / "metrics" / "export" / f"{stage}.json").read_text())
-        assert e["examples"] == len(ds) == len(set(ds["question_id"])) <= 8
+        assert 0 < e["examples"] == len(ds) == len(set(ds["question_id"])) <= 8
         assert all(m[-1]["role"] == "assistant" for m in ds["messages"])
+        top1[stage] = len(ds)
     # `dasd sql` from a subfolder sees every stage's output
     res = sh(["dasd", "sql", "SELECT g.temperature, count(DISTINCT response_id) AS n FROM generations g "
               "JOIN student_scores USING (response_id) JOIN sentences USING (response_id) GROUP BY 1 ORDER BY 1",
@@ -84,9 +86,12 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     assert ran(sh(["dvc", "repro"], clone, env)) == set()  # up to date: nothing runs
 
-    params["generate"]["seed"] = 99
+    # a selection parameter reruns selection and the exports, nothing upstream
+    params["select"]["top_k"] = 2
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh(["dvc", "repro"], clone, env)) == per_t | {"export@stage1", "export@stage2"}
+    assert ran(sh(["dvc", "repro"], clone, env)) == {"select@0.6", "select@1.0", "export@stage1", "export@stage2"}
+    for stage in ("stage1", "stage2"):  # up to two responses per question now
+        assert json.loads((clone / "metrics" / "export" / f"{stage}.json").read_text())["examples"] > top1[stage]
 
     # questions reruns; its output is byte-identical, so nothing downstream does
     params["questions"]["on_error"] = "quarantine"
