@@ -19,11 +19,10 @@ def dasd(root, *args):
 def test_help_lists_every_stage():
     r = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0
-    for stage in ("miniature", "questions", "generate", "score", "sql"):
-        assert stage in r.stdout
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in dvc.items():  # every DVC stage calls a documented subcommand of the same name
-        assert stage["cmd"].split()[:2] == ["dasd", name]
+        cmd = (stage.get("do") or stage)["cmd"]
+        assert cmd.split()[:2] == ["dasd", name] and f"\n  {name} " in r.stdout
 
 
 def test_bad_input_is_one_clear_line(tmp_path):
