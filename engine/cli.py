@@ -32,6 +32,12 @@ def _ctx(args):
     return root, params
 
 
+def _each_temperature(args, params) -> list[tuple[float, str]]:
+    """(temperature, its folder name) for --temperature, else for every one of generate.temperatures."""
+    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
+    return [(float(t), P.temperature_dir(t)) for t in temps]
+
+
 def cmd_miniature(args):
     from .miniature.stage import MiniatureParams, run
 
@@ -61,10 +67,8 @@ def cmd_generate(args):
     root, params = _ctx(args)
     gp = P.section(params, "generate", P.GenerateParams)
     teacher = P.section(params, "teacher", P.ModelParams)
-    temps = [args.temperature] if args.temperature is not None else gp.temperatures
-    for t in temps:
-        d = P.temperature_dir(t)
-        report = generate.run(gp, teacher, float(t), root / "data" / "questions", root / "data" / "generations" / d,
+    for t, d in _each_temperature(args, params):
+        report = generate.run(gp, teacher, t, root / "data" / "questions", root / "data" / "generations" / d,
                               root / "metrics" / "generate" / f"{d}.json", progress=not args.no_progress)
         print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
               f"{report['teacher_tokens']} teacher tokens")
@@ -76,10 +80,8 @@ def cmd_score(args):
     root, params = _ctx(args)
     sp = P.section(params, "score", P.ScoreParams)
     student = P.section(params, "student", P.ModelParams)
-    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
-    for t in temps:
-        d = P.temperature_dir(t)
-        report = score.run(sp, student, float(t), root / "data" / "generations" / d, root / "data" / "questions",
+    for t, d in _each_temperature(args, params):
+        report = score.run(sp, student, t, root / "data" / "generations" / d, root / "data" / "questions",
                            root / "data" / "student_scores" / d, root / "metrics" / "score" / f"{d}.json",
                            progress=not args.no_progress)
         print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
@@ -91,10 +93,8 @@ def cmd_sentences(args):
 
     root, params = _ctx(args)
     sp = P.section(params, "sentences", sentences.SentencesParams)
-    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
-    for t in temps:
-        d = P.temperature_dir(t)
-        r = sentences.run(sp, float(t), root / "data" / "generations" / d, root / "data" / "student_scores" / d,
+    for t, d in _each_temperature(args, params):
+        r = sentences.run(sp, t, root / "data" / "generations" / d, root / "data" / "student_scores" / d,
                           root / "data" / "sentences" / d, root / "metrics" / "sentences" / f"{d}.json")
         print(f"sentences {d}: {r['sentences']} sentences in {r['responses']} responses, by type {r['by_type']}")
 
@@ -104,10 +104,8 @@ def cmd_filter(args):
 
     root, params = _ctx(args)
     fp = P.section(params, "filter", filter_stage.FilterParams)
-    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
-    for t in temps:
-        d = P.temperature_dir(t)
-        r = filter_stage.run(fp, float(t), root / "data" / "generations" / d, root / "data" / "student_scores" / d,
+    for t, d in _each_temperature(args, params):
+        r = filter_stage.run(fp, t, root / "data" / "generations" / d, root / "data" / "student_scores" / d,
                              root / "data" / "questions", root / "data" / "filter" / d,
                              root / "metrics" / "filter" / f"{d}.json")
         print(f"filter {d}: {r['input']} in -> {r['kept']} kept, {r['rejected']} rejected "
@@ -119,11 +117,9 @@ def cmd_select(args):
 
     root, params = _ctx(args)
     sp = P.section(params, "select", select.SelectParams)
-    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
-    for t in temps:
-        d = P.temperature_dir(t)
+    for t, d in _each_temperature(args, params):
         data = root / "data"
-        r = select.run(sp, float(t), {"filter_kept": data / "filter" / d / "kept.parquet",
+        r = select.run(sp, t, {"filter_kept": data / "filter" / d / "kept.parquet",
                                       "sentences": data / "sentences" / d / "*.parquet",
                                       "student_scores": data / "student_scores" / d / "*.parquet"},
                        data / "select" / d, root / "metrics" / "select" / f"{d}.json")
@@ -142,7 +138,7 @@ def cmd_export(args):
             raise P.ParamsError(f"export.stages has no stage {name!r} (has: {sorted(stages)})")
         t = stages[name]["temperature"]
         d, data = P.temperature_dir(t), root / "data"
-        r = export.run(name, float(t), data / "select" / d, data / "generations" / d, data / "questions",
+        r = export.run(name, t, data / "select" / d, data / "generations" / d, data / "questions",
                        data / "export" / name, root / "metrics" / "export" / f"{name}.json")
         print(f"export {name}: {r['examples']} examples from T={t}")
 
