@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -212,7 +211,3 @@ class ShardedOutput:
 
     def write_shard(self, index: int, table: pa.Table) -> None:
         write_parquet(table, self.shard_path(index))
-
-
-def rows_to_table(rows: Iterable[dict], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist(list(rows), schema=schema)

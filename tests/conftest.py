@@ -107,7 +107,7 @@ def forward_logprobs(model_dir, messages, token_ids, temperature: float = 1.0) -
     """Teacher-forced logprobs of `token_ids` after the chat prompt, from a transformers forward pass
     (of log_softmax(logits / temperature): temperature 1 is the raw distribution)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = _model(str(model_dir))

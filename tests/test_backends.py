@@ -1,7 +1,6 @@
 """Every backend on a real tiny model: the stored logprobs are the model's own, token by token."""
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

@@ -7,7 +7,7 @@ import torch
 
 from conftest import _model
 from engine import score, tables
-from engine.backends import Request, Sampling, ScoreRequest, make_backend
+from engine.backends import ScoreRequest, make_backend
 from engine.params import GenerateParams, ModelParams, ScoreParams
 
 

@@ -1,7 +1,6 @@
 """Stage `select`: DAS and the baselines on constructed tables whose right answer is known by hand."""
 from __future__ import annotations
 
-import math
 
 import pyarrow as pa
 import pyarrow.parquet as pq

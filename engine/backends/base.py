@@ -75,7 +75,7 @@ class Backend(ABC):
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)  # transformers 5: a BatchEncoding
 
     @abstractmethod
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:

@@ -5,10 +5,10 @@ where the header carries `<|channel|>analysis|commentary|final`, an optional ` t
 optional `<|constrain|>{format}`. The student sees `<think>\n{analysis}\n</think>\n\n{final}`.
 
 The parser works on text so that it serves every backend (vLLM token ids decoded with their special
-tokens, a completions server's text, a dataset's stored strings). When `openai-harmony` can load the
-gpt-oss encoding (it needs the o200k vocabulary file, downloaded once or found through
-TIKTOKEN_ENCODINGS_BASE), `parse_with_openai_harmony` gives the library's own reading of the same
-tokens, and the tests hold the two to agreement.
+tokens, a completions server's text, a dataset's stored strings) and needs no vocabulary:
+`openai-harmony`'s own parser needs the o200k vocabulary file, which it downloads on first use and
+which offline machines (this project's CI among them) cannot fetch. The grammar above is the one of
+openai/harmony's test data, on which the tests run this parser.
 """
 from __future__ import annotations
 
@@ -95,22 +95,3 @@ def to_student(raw: str) -> StudentView:
         length += len(out[-1])
         emit(finals)
     return StudentView("".join(out), bool(finals), any(m.is_tool_call for m in msgs), segments)
-
-
-def parse_with_openai_harmony(token_ids: list[int]):
-    """openai-harmony's parse of completion tokens (after `<|start|>assistant`); raises if the
-    gpt-oss encoding cannot be loaded (offline without the o200k vocabulary)."""
-    from openai_harmony import HarmonyEncodingName, Role, load_harmony_encoding
-
-    enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    return enc.parse_messages_from_completion_tokens(token_ids, Role.ASSISTANT)
-
-
-def stop_token_ids() -> list[int]:
-    """gpt-oss's assistant stop tokens (<|return|>, <|call|>), from openai-harmony when available."""
-    try:
-        from openai_harmony import HarmonyEncodingName, load_harmony_encoding
-
-        return list(load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS).stop_tokens_for_assistant_actions())
-    except Exception:  # encoding not loadable offline: these ids are fixed in the o200k_harmony vocabulary
-        return [200002, 200012]
