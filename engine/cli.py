@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import params as P
+from .sql import VIEWS as SQL_VIEWS
 
 EPILOG = """pipeline (dvc repro runs these in order):
   miniature      build the default profile's questions and small teacher/student models
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sql", help="query stage outputs with DuckDB",
                        description="Runs a query (or a .sql file) with one view per stage output: "
-                       + ", ".join(__import__("engine.sql", fromlist=["VIEWS"]).VIEWS) + ".")
+                       + ", ".join(SQL_VIEWS) + ".")
     s.add_argument("query", help="SQL text or path to a .sql file")
     s.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
     s.add_argument("--max-rows", type=int, default=40)

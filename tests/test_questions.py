@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -27,7 +28,7 @@ def test_real_sources_in_every_format(tmp_path):
     # a Parquet copy, a JSON array, a save_to_disk folder and a plain JSON-files dataset folder,
     # all made from real rows
     rows = [json.loads(line) for line in open(shared("math", "math500.jsonl"))][:40]
-    pq.write_table(__import__("pyarrow").Table.from_pylist(rows), tmp_path / "math500.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "math500.parquet")
     (tmp_path / "aime.json").write_text(json.dumps([json.loads(line) for line in open(shared("math", "aime24.jsonl"))]))
     ifeval = [json.loads(line) for line in open(shared("orig", "google-research_ifeval", "input_data.jsonl"))]
     datasets.Dataset.from_list([{"key": r["key"], "prompt": r["prompt"]} for r in ifeval[:50]]).save_to_disk(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tokenizers import normalizers
 
 from conftest import _model
 from engine import score, tables
@@ -49,7 +50,7 @@ def test_tokenize_response_refuses_a_lossy_tokenizer(mini):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(mini["student"])
-    tok.backend_tokenizer.normalizer = __import__("tokenizers").normalizers.Lowercase()
+    tok.backend_tokenizer.normalizer = normalizers.Lowercase()
     with pytest.raises(ValueError, match="does not round-trip"):
         score.tokenize_response(tok, "<think>\nAna has 5.\n</think>\n\nThe answer is 5.")
 
