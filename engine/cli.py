@@ -19,6 +19,7 @@ EPILOG = """pipeline (dvc repro runs these in order):
   score          student logprobs of each teacher response -> data/student_scores/T=<t>/ (resumable)
   sentences      sentences with p_teacher, p_student and type -> data/sentences/T=<t>/
   filter         quality rules -> data/filter/T=<t>/ (kept + one rejection row per failed rule)
+  dedup          MinHash near-duplicates -> data/dedup/T=<t>/ (keeps each cluster's best by the selector)
   select         divergence-aware selection (or a baseline) -> data/select/T=<t>/
   export         SFT sets: stage1 (low T), stage2 (high T) -> data/export/<stage>/train.parquet
 
@@ -113,6 +114,25 @@ def cmd_filter(args):
               f"(by rule: {r['rejections_by_rule']})")
 
 
+def _pool_inputs(data: Path, kept: Path, d: str) -> dict:
+    """What select_candidates scores: the responses still in the pool, their sentences and scores."""
+    return {"kept": kept, "sentences": data / "sentences" / d, "student_scores": data / "student_scores" / d}
+
+
+def cmd_dedup(args):
+    from . import dedup, select
+
+    root, params = _ctx(args)
+    dp = P.section(params, "dedup", dedup.DedupParams)
+    selp = P.section(params, "select", select.SelectParams)
+    for t, d in _each_temperature(args, params):
+        data = root / "data"
+        r = dedup.run(dp, selp, t, _pool_inputs(data, data / "filter" / d / "kept.parquet", d),
+                      data / "generations" / d, data / "dedup" / d, root / "metrics" / "dedup" / f"{d}.json")
+        print(f"dedup {d}: {r['input']} in -> {r['kept']} kept, {r['rejected']} near-duplicates removed "
+              f"({r['duplicate_clusters']} clusters, {r['candidate_pairs']} candidate pairs)")
+
+
 def cmd_select(args):
     from . import select
 
@@ -120,10 +140,7 @@ def cmd_select(args):
     sp = P.section(params, "select", select.SelectParams)
     for t, d in _each_temperature(args, params):
         data = root / "data"
-        r = select.run(sp, t, {"filter_kept": data / "filter" / d / "kept.parquet",
-                                      "sentences": data / "sentences" / d / "*.parquet",
-                                      "student_scores": data / "student_scores" / d / "*.parquet"},
-                       data / "select" / d, root / "metrics" / "select" / f"{d}.json")
+        r = select.run(sp, t, _pool_inputs(data, data / "dedup" / d / "kept.parquet", d), data / "select" / d, root / "metrics" / "select" / f"{d}.json")
         print(f"select {d}: {r['selected']} chosen by {r['selector']} from {r['candidates']} candidates "
               f"of {r['questions']} questions")
 
@@ -173,10 +190,12 @@ def cmd_sql(args):
                 print(json.dumps(row, default=str, ensure_ascii=False))
 
 
-def _per_temperature(s: argparse.ArgumentParser, func) -> None:
-    """Options of the stages that run once per temperature (one DVC matrix stage each)."""
+def _per_temperature(s: argparse.ArgumentParser, func, progress: bool = False) -> None:
+    """Options of the stages that run once per temperature (one DVC matrix stage each); `progress`:
+    the stage is long (model calls) and shows a progress bar."""
     s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if progress:
+        s.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     s.set_defaults(func=func)
 
 
@@ -202,13 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="n teacher samples per question with every sampled token's logprob and "
                        "character span, into data/generations/T=<t>/. Safe to kill and rerun: finished "
                        "shards are kept; a change of output-changing params starts clean.")
-    _per_temperature(s, cmd_generate)
+    _per_temperature(s, cmd_generate, progress=True)
 
     s = sub.add_parser("score", help="student logprobs of every teacher response (resumable)",
                        description="Teacher-forces the student on system + question + each teacher response "
                        "(tokenised by the student's tokenizer) and stores every token's logprob, rank and "
                        "character span in data/student_scores/T=<t>/. Resumable like generate.")
-    _per_temperature(s, cmd_score)
+    _per_temperature(s, cmd_score, progress=True)
 
     s = sub.add_parser("sentences", help="split responses into sentences, align both models, type them",
                        description="Splits each response into sentences (rules in engine/sentences.py), assigns "
@@ -223,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "thresholds of params `filter.rules`: data/filter/T=<t>/{kept,rejections}.parquet, one "
                        "rejection row per failed rule.")
     _per_temperature(s, cmd_filter)
+
+    s = sub.add_parser("dedup", help="near-duplicate removal with MinHash + LSH",
+                       description="Among the responses the filter kept: MinHash signatures of word n-grams, "
+                       "LSH candidate pairs within each question (or the pool), verified at params "
+                       "`dedup.threshold`; each cluster keeps the response the selector scores highest. "
+                       "Writes data/dedup/T=<t>/{kept,clusters,rejections}.parquet.")
+    _per_temperature(s, cmd_dedup)
 
     s = sub.add_parser("select", help="per question, keep the response the student most needs (DAS)",
                        description="Scores every kept response with every selector (das, random, "

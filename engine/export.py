@@ -14,8 +14,7 @@ from . import sql, tables
 def run(stage: str, temperature: float, selected_dir: Path, generations_dir: Path, questions_dir: Path,
         out_dir: Path, metrics_path: Path) -> dict:
     con = sql.connect()
-    for view, folder in (("selected", selected_dir), ("generations", generations_dir), ("questions", questions_dir)):
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{sql.quote_path(Path(folder) / '*.parquet')}')")
+    sql.create_views(con, {"selected": selected_dir, "generations": generations_dir, "questions": questions_dir})
     table = sql.run_file(con, "export_stage").to_arrow_table().cast(tables.EXPORT)
     tables.write_parquet(table, Path(out_dir) / "train.parquet")
     by_domain = {}

@@ -181,7 +181,7 @@ def run(fp: FilterParams, temperature: float, generations_dir: Path, scores_dir:
     con = sql.connect()
     con.register("measures", measures(gens, scores, fp))
     con.register("thresholds", pa.table({"rule": list(thresholds), "threshold": list(thresholds.values())}))
-    con.execute(f"CREATE VIEW questions AS SELECT * FROM read_parquet('{sql.quote_path(Path(questions_dir) / '*.parquet')}')")
+    sql.create_views(con, {"questions": questions_dir})
     rejections = sql.run_file(con, "filter", stage="filter").to_arrow_table().cast(tables.REJECTIONS)
     con.register("rejections", rejections)
     kept = con.sql("SELECT response_id, question_id FROM measures WHERE response_id NOT IN "

@@ -36,13 +36,25 @@ class SelectParams:
             raise ParamsError("select: top_k must be >= 1")
 
 
+def score_candidates(con, sp: SelectParams, inputs: dict[str, Path]) -> None:
+    """Table `select_candidates` on `con`: every response of `kept` with every selector's score.
+    `inputs`: view name -> Parquet file/glob/folder for kept, sentences, student_scores."""
+    sql.create_views(con, inputs)
+    sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed,
+                 selector=sp.selector).create("select_candidates")
+    missing = con.sql("SELECT response_id FROM kept EXCEPT SELECT response_id FROM select_candidates "
+                      "ORDER BY 1 LIMIT 5").fetchall()
+    if missing:  # a kept response without sentences or student scores would vanish from the pool silently
+        raise ValueError(f"{inputs['kept']}: responses without sentences or student scores, e.g. "
+                         f"{[m[0] for m in missing]}; rerun `dasd score` and `dasd sentences`")
+
+
 def run(sp: SelectParams, temperature: float, inputs: dict[str, Path], out_dir: Path, metrics_path: Path) -> dict:
-    """`inputs`: view name -> folder of Parquet files (filter_kept, sentences, student_scores)."""
+    """`inputs`: view name -> Parquet file/glob/folder for kept (the responses still in the pool after
+    filter and dedup), sentences, student_scores."""
     con = sql.connect()
-    for view, pattern in inputs.items():
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{sql.quote_path(pattern)}')")
-    sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed).create("select_candidates")
-    chosen = sql.run_file(con, "select", selector=sp.selector, top_k=sp.top_k, temperature=temperature)
+    score_candidates(con, sp, inputs)
+    chosen = sql.run_file(con, "select", top_k=sp.top_k, temperature=temperature)
     chosen = chosen.to_arrow_table().select(tables.SELECTED.names).cast(tables.SELECTED)
     tables.write_parquet(chosen, Path(out_dir) / "selected.parquet")
     n_cand, n_q = con.execute("SELECT count(*), count(DISTINCT question_id) FROM select_candidates").fetchall()[0]

@@ -86,8 +86,7 @@ def run(sp: SentencesParams, temperature: float, generations_dir: Path, scores_d
     con = sql.connect(memory_limit=sp.memory_limit, threads=sp.threads,
                       temp_directory=str(Path(out_dir).parent / ".duckdb-tmp"))
     con.register("sentence_spans", sentence_spans(gens, sp.min_chars))
-    for view, folder in (("generations", generations_dir), ("student_scores", scores_dir)):
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{sql.quote_path(Path(folder) / '*.parquet')}')")
+    sql.create_views(con, {"generations": generations_dir, "student_scores": scores_dir})
     rel = sql.run_file(con, "sentences", beta=sp.beta)
     table = rel.to_arrow_table().cast(tables.SENTENCES)
     tables.write_parquet(table, Path(out_dir) / "sentences.parquet")

@@ -19,7 +19,9 @@ VIEWS = {
     "student_scores": "student_scores/*/*.parquet",
     "sentences": "sentences/*/*.parquet",
     "filter_kept": "filter/*/kept.parquet",
-    "rejections": "filter/*/rejections.parquet",
+    "dedup_clusters": "dedup/*/clusters.parquet",
+    "dedup_kept": "dedup/*/kept.parquet",
+    "rejections": "*/*/rejections.parquet",  # every stage that removes responses (filter, dedup, …)
     "selected": "select/*/selected.parquet",
     "exports": "export/*/train.parquet",
 }
@@ -47,6 +49,15 @@ def run_file(con, name: str, **variables):
     for key, value in variables.items():
         con.execute(f"SET VARIABLE {key} = ?", [value])
     return con.sql((SQL_DIR / f"{name}.sql").read_text())
+
+
+def create_views(con, sources: dict) -> None:
+    """A view per stage input: view name -> a Parquet file, a glob, or a folder (all its *.parquet)."""
+    for view, path in sources.items():
+        path = Path(path)
+        if path.is_dir():
+            path = path / "*.parquet"
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{quote_path(path)}')")
 
 
 def register_views(con, data_dir: Path) -> list[str]:

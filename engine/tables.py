@@ -110,6 +110,16 @@ REJECTIONS = pa.schema([
     ("detail", pa.string()),      # e.g. dedup: the cluster and its survivor
 ])
 
+# One row per response the filter kept (data/dedup/T=<t>/clusters.parquet): its near-duplicate cluster.
+DEDUP_CLUSTERS = pa.schema([
+    ("response_id", pa.string()),
+    ("question_id", pa.string()),
+    ("cluster", pa.int64()),               # connected component of the verified near-duplicate graph
+    ("cluster_size", pa.int32()),          # 1: no near-duplicate
+    ("survivor_id", pa.string()),          # the member kept (best selector score); itself when kept
+    ("jaccard_to_survivor", pa.float64()),  # estimated from the MinHash signatures
+])
+
 # One row per selected response (up to top_k per question) of one temperature.
 SELECTED = pa.schema([
     ("response_id", pa.string()),

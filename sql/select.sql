@@ -1,17 +1,12 @@
 -- select: one row per chosen response, up to top_k per question.
--- Inputs:  select_candidates (one row per kept response with a score column per selector).
+-- Inputs:  select_candidates (one row per kept response with a score column per selector and `score`,
+--          the chosen selector's; engine/select.py score_candidates).
 -- Grain:   one row per (question_id, rank) with rank <= getvariable('top_k').
 -- Rule:    per question, order by the chosen selector's score (getvariable('selector')), highest first;
 --          ties broken by response_id so the choice never depends on input order.
-WITH scored AS (
-    SELECT *, CASE getvariable('selector')
-                  WHEN 'das' THEN das WHEN 'random' THEN random
-                  WHEN 'global_naturalness' THEN global_naturalness
-                  WHEN 'rank_surprisal' THEN rank_surprisal END AS score
-    FROM select_candidates
-), ranked AS (
+WITH ranked AS (
     SELECT *, row_number() OVER (PARTITION BY question_id ORDER BY score DESC NULLS LAST, response_id) AS rank
-    FROM scored
+    FROM select_candidates
 )
 SELECT response_id, question_id, getvariable('temperature')::DOUBLE AS temperature,
        getvariable('selector') AS selector, score, rank::INTEGER AS rank,

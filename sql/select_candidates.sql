@@ -1,5 +1,5 @@
 -- select_candidates: one row per response that passed the filter, with every selector's score.
--- Inputs:  filter_kept (response_id, question_id), sentences (one row per response × sentence with type),
+-- Inputs:  kept (response_id, question_id: the pool after filter, and dedup when it runs), sentences (one row per response × sentence with type),
 --          student_scores (student_logprobs, student_ranks).
 -- Grain:   one row per kept response.
 -- Scores (higher is better for every one, so one ranking rule serves all):
@@ -7,7 +7,8 @@
 --                       getvariable('das_measure') = 'proportion';
 --   random:             a hash of (seed, response_id): reproducible, independent of order;
 --   global_naturalness: mean student token logprob;
---   rank_surprisal:     minus sum(min(student rank, 100)) / sum(student surprisal) (lower ratio is better).
+--   rank_surprisal:     minus sum(min(student rank, 100)) / sum(student surprisal) (lower ratio is better);
+--   score:              the one of getvariable('selector'), what select ranks by and dedup keeps the best of.
 WITH counts AS (
     SELECT response_id,
            count(*) FILTER (type = 'teacher') AS teacher_sentences,
@@ -21,14 +22,20 @@ WITH counts AS (
            list_sum(list_transform(student_ranks, lambda r: least(r, 100)))
                / nullif(list_sum(list_transform(student_logprobs, lambda lp: -lp)), 0) AS rank_surprisal_ratio
     FROM student_scores
+), scores AS (
+    SELECT k.response_id, k.question_id,
+           c.teacher_sentences, c.student_sentences, c.shared_sentences, c.sentences,
+           CASE WHEN getvariable('das_measure') = 'proportion' THEN c.teacher_sentences / c.sentences
+                ELSE c.teacher_sentences END::DOUBLE AS das,
+           (hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE AS random,
+           s.mean_student_logprob AS global_naturalness,
+           -s.rank_surprisal_ratio AS rank_surprisal
+    FROM kept k
+    JOIN counts c USING (response_id)
+    JOIN student s USING (response_id)
 )
-SELECT k.response_id, k.question_id,
-       c.teacher_sentences, c.student_sentences, c.shared_sentences, c.sentences,
-       CASE WHEN getvariable('das_measure') = 'proportion' THEN c.teacher_sentences / c.sentences
-            ELSE c.teacher_sentences END::DOUBLE AS das,
-       (hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE AS random,
-       s.mean_student_logprob AS global_naturalness,
-       -s.rank_surprisal_ratio AS rank_surprisal
-FROM filter_kept k
-JOIN counts c USING (response_id)
-JOIN student s USING (response_id)
+SELECT *, CASE getvariable('selector')
+              WHEN 'das' THEN das WHEN 'random' THEN random
+              WHEN 'global_naturalness' THEN global_naturalness
+              WHEN 'rank_surprisal' THEN rank_surprisal END AS score
+FROM scores

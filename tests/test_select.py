@@ -20,7 +20,7 @@ def setup(tmp_path, candidates):
     tables.write_parquet(kept, tmp_path / "kept.parquet")
     tables.write_parquet(pa.Table.from_pylist(sent, schema=tables.SENTENCES), tmp_path / "s" / "p.parquet")
     tables.write_parquet(pa.Table.from_pylist(scores, schema=tables.STUDENT_SCORES), tmp_path / "sc" / "p.parquet")
-    return {"filter_kept": tmp_path / "kept.parquet", "sentences": tmp_path / "s" / "*.parquet",
+    return {"kept": tmp_path / "kept.parquet", "sentences": tmp_path / "s" / "*.parquet",
             "student_scores": tmp_path / "sc" / "*.parquet"}
 
 
