@@ -140,7 +140,8 @@ def cmd_select(args):
     sp = P.section(params, "select", select.SelectParams)
     for t, d in _each_temperature(args, params):
         data = root / "data"
-        r = select.run(sp, t, _pool_inputs(data, data / "dedup" / d / "kept.parquet", d), data / "select" / d, root / "metrics" / "select" / f"{d}.json")
+        r = select.run(sp, t, _pool_inputs(data, data / "dedup" / d / "kept.parquet", d), data / "select" / d,
+                       root / "metrics" / "select" / f"{d}.json", root / "plots" / "select" / f"{d}.csv")
         print(f"select {d}: {r['selected']} chosen by {r['selector']} from {r['candidates']} candidates "
               f"of {r['questions']} questions")
 

@@ -49,14 +49,19 @@ def score_candidates(con, sp: SelectParams, inputs: dict[str, Path]) -> None:
                          f"{[m[0] for m in missing]}; rerun `dasd score` and `dasd sentences`")
 
 
-def run(sp: SelectParams, temperature: float, inputs: dict[str, Path], out_dir: Path, metrics_path: Path) -> dict:
+def run(sp: SelectParams, temperature: float, inputs: dict[str, Path], out_dir: Path, metrics_path: Path,
+        plot_path: Path | None = None) -> dict:
     """`inputs`: view name -> Parquet file/glob/folder for kept (the responses still in the pool after
-    filter and dedup), sentences, student_scores."""
+    filter and dedup), sentences, student_scores. `plot_path`: a CSV of response-probability histograms,
+    selected vs random (sql/select_histogram.sql), a DVC plot."""
     con = sql.connect()
     score_candidates(con, sp, inputs)
     chosen = sql.run_file(con, "select", top_k=sp.top_k, temperature=temperature)
     chosen = chosen.to_arrow_table().select(tables.SELECTED.names).cast(tables.SELECTED)
     tables.write_parquet(chosen, Path(out_dir) / "selected.parquet")
+    if plot_path is not None:
+        con.register("selected", chosen)
+        tables.write_csv(sql.run_file(con, "select_histogram").to_arrow_table(), plot_path)
     n_cand, n_q = con.execute("SELECT count(*), count(DISTINCT question_id) FROM select_candidates").fetchall()[0]
     report = {"temperature": temperature, "selector": sp.selector, "top_k": sp.top_k, "candidates": n_cand,
               "questions": n_q, "selected": chosen.num_rows,

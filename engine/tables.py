@@ -179,6 +179,17 @@ def write_json(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_csv(table: pa.Table, path: Path) -> None:
+    """A small report table (DVC plots) as CSV, atomically."""
+    import pyarrow.csv as pcsv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pcsv.write_csv(table, tmp, pcsv.WriteOptions(quoting_style="none"))
+    os.replace(tmp, path)
+
+
 def read_table(folder: Path, columns: list[str] | None = None) -> pa.Table | None:
     files = sorted(Path(folder).glob("*.parquet"))
     if not files:

@@ -8,13 +8,15 @@
 --   random:             a hash of (seed, response_id): reproducible, independent of order;
 --   global_naturalness: mean student token logprob;
 --   rank_surprisal:     minus sum(min(student rank, 100)) / sum(student surprisal) (lower ratio is better);
+--   (and each response's probability under both models, exp(mean token logprob), for the histograms);
 --   score:              the one of getvariable('selector'), what select ranks by and dedup keeps the best of.
 WITH counts AS (
     SELECT response_id,
            count(*) FILTER (type = 'teacher') AS teacher_sentences,
            count(*) FILTER (type = 'student') AS student_sentences,
            count(*) FILTER (type = 'shared') AS shared_sentences,
-           count(*) AS sentences
+           count(*) AS sentences,
+           sum(teacher_logprob * teacher_tokens) / nullif(sum(teacher_tokens), 0) AS mean_teacher_logprob
     FROM sentences GROUP BY 1
 ), student AS (
     SELECT response_id,
@@ -25,6 +27,7 @@ WITH counts AS (
 ), scores AS (
     SELECT k.response_id, k.question_id,
            c.teacher_sentences, c.student_sentences, c.shared_sentences, c.sentences,
+           exp(c.mean_teacher_logprob) AS p_teacher, exp(s.mean_student_logprob) AS p_student,
            CASE WHEN getvariable('das_measure') = 'proportion' THEN c.teacher_sentences / c.sentences
                 ELSE c.teacher_sentences END::DOUBLE AS das,
            (hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE AS random,

@@ -79,3 +79,16 @@ def test_params_are_checked():
         select.SelectParams(selector="longest")
     with pytest.raises(ParamsError, match="das_measure"):
         select.SelectParams(das_measure="ratio")
+
+
+def test_probability_histogram_plot(tmp_path):
+    inputs = setup(tmp_path, CANDIDATES)
+    select.run(select.SelectParams(), 0.6, inputs, tmp_path / "out", tmp_path / "m.json", tmp_path / "plot.csv")
+    import pyarrow.csv as pcsv
+
+    rows = {r["p"]: r for r in pcsv.read_csv(tmp_path / "plot.csv").to_pylist()}
+    assert len(rows) == 20 and sum(r["random_student"] for r in rows.values()) == pytest.approx(1.0)
+    # DAS picks b, d, f: student probabilities exp(-2) = 0.135, exp(-3) = 0.050, exp(-0.2) = 0.819
+    assert {p: r["selected_student"] for p, r in rows.items() if r["selected_student"]} == pytest.approx(
+        {0.125: 1 / 3, 0.025: 1 / 3, 0.825: 1 / 3})
+    assert all(r["selected_teacher"] == 0 for r in rows.values())  # no teacher logprobs in these sentences

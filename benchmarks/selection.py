@@ -1,0 +1,240 @@
+"""Selection-side figures (printed, never asserted), on this machine's cores:
+
+1. sentence aggregation + DAS from Parquet: a synthetic pool of `--tokens` teacher tokens (and about as
+   many student tokens with different boundaries) goes through sql/sentences.sql (ASOF alignment,
+   per-sentence means, types) with DuckDB's memory_limit (default 2GB, spilling to a temp folder), then
+   sql/select_candidates.sql + sql/select.sql (DAS); tokens/s counts teacher + student tokens;
+2. text kernels on real reasoning traces: MinHash signatures (engine vs datasketch's bulk API on a
+   sample), the filter's repetition statistics, the sentence splitter — MB/s of text;
+3. `--scaling`: the real stage functions (sentences, filter, dedup, select) on a pool of real traces
+   at 1x / 4x / 16x, time per stage, to show the cost grows linearly.
+
+Usage: python benchmarks/selection.py [--tokens 100e6] [--memory-limit 2GB] [--scaling] [--skip-sql]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine import dedup, filter as filter_stage, minhash, select, sentences, sql, tables  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+
+
+def _lists(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def synthetic_pool(folder: Path, tokens: float, per_response: int = 500, seed: int = 0) -> dict:
+    """Parquet shards of generations / student_scores / sentence_spans with consistent character spans."""
+    rng = np.random.default_rng(seed)
+    n_resp = int(tokens) // per_response
+    shard = 20_000
+    counts = {"responses": n_resp, "teacher_tokens": 0, "student_tokens": 0, "sentences": 0}
+    for part, start in enumerate(range(0, n_resp, shard)):
+        n = min(shard, n_resp - start)
+        rids = pa.array([f"r{start + i:09d}" for i in range(n)])
+        qids = pa.array([f"q{(start + i) // 4:08d}" for i in range(n)])
+        # teacher: per_response tokens of 1-8 characters; the text length follows from them
+        t_len = rng.integers(1, 9, size=(n, per_response), dtype=np.int32)
+        t_starts = np.cumsum(t_len, axis=1) - t_len
+        text_len = t_len.sum(axis=1)
+        # student: a different tokenizer, tokens of 1-6 characters over the same text
+        s_len = rng.integers(1, 7, size=(n, per_response * 2), dtype=np.int32)
+        s_starts = np.cumsum(s_len, axis=1) - s_len
+        s_keep = s_starts < text_len[:, None]
+        # sentences: every 120 characters
+        sent_starts = [np.arange(0, L, 120, dtype=np.int32) for L in text_len]
+        s_count = s_keep.sum(axis=1)
+        gens = pa.table({"response_id": rids, "question_id": qids, "temperature": pa.array(np.full(n, 1.0)),
+                         "token_starts": _lists(np.full(n, per_response), t_starts.ravel()),
+                         "token_logprobs": _lists(np.full(n, per_response),
+                                                  -rng.exponential(0.5, n * per_response).astype(np.float32))})
+        scores = pa.table({"response_id": rids, "question_id": qids,
+                           "token_starts": _lists(s_count, s_starts[s_keep]),
+                           "student_logprobs": _lists(s_count, -rng.exponential(1.0, int(s_count.sum())).astype(np.float32)),
+                           "student_ranks": _lists(s_count, rng.integers(1, 50, int(s_count.sum()), dtype=np.int32))})
+        n_sent = np.array([len(s) for s in sent_starts])
+        all_starts = np.concatenate(sent_starts)
+        ends = np.concatenate([np.append(s[1:], L) for s, L in zip(sent_starts, text_len)])
+        spans = pa.table({"response_id": pa.array(np.repeat(np.array(rids.to_pylist(), dtype=object), n_sent)),
+                          "sentence_index": pa.array(np.concatenate([np.arange(k, dtype=np.int32) for k in n_sent])),
+                          "char_start": pa.array(all_starts), "char_end": pa.array(ends.astype(np.int32))})
+        for name, table in (("generations", gens), ("student_scores", scores), ("sentence_spans", spans)):
+            tables.write_parquet(table, folder / name / f"part-{part:05d}.parquet")
+        counts["teacher_tokens"] += n * per_response
+        counts["student_tokens"] += int(s_count.sum())
+        counts["sentences"] += int(n_sent.sum())
+    return counts
+
+
+def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="dasd-bench-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        counts = synthetic_pool(tmp / "pool", tokens)
+        print(f"synthetic pool: {counts} (built in {time.perf_counter() - t0:.0f} s)")
+        con = sql.connect(memory_limit=memory_limit, threads=threads, temp_directory=str(tmp / "spill"))
+        sql.create_views(con, {v: tmp / "pool" / v for v in ("generations", "student_scores", "sentence_spans")})
+        t0 = time.perf_counter()
+        con.execute("SET VARIABLE beta = 0.1")
+        query = (sql.SQL_DIR / "sentences.sql").read_text()  # streamed into Parquet, as the stage writes it
+        out = tmp / "sentences.parquet"
+        con.execute(f"COPY ({query}) TO '{sql.quote_path(out)}' (FORMAT parquet, COMPRESSION zstd)")
+        t_sent = time.perf_counter() - t0
+        sql.create_views(con, {"sentences": out, "kept": tmp / "pool" / "generations"})
+        t0 = time.perf_counter()
+        sp = select.SelectParams()
+        sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed,
+                     selector=sp.selector).create("select_candidates")
+        chosen = sql.run_file(con, "select", top_k=1, temperature=1.0).to_arrow_table()
+        t_das = time.perf_counter() - t0
+        total = counts["teacher_tokens"] + counts["student_tokens"]
+        peak = con.sql("SELECT max(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]
+        print(f"sentences.sql (align + aggregate + type): {t_sent:.1f} s; select (DAS): {t_das:.1f} s; "
+              f"{chosen.num_rows} chosen")
+        print(f"end to end from Parquet: {total / 1e6:.0f}M tokens (teacher + student) in {t_sent + t_das:.1f} s = "
+              f"{total / (t_sent + t_das) / 1e6:.1f}M tokens/s ({counts['teacher_tokens'] / (t_sent + t_das) / 1e6:.1f}M "
+              f"teacher tokens/s) with memory_limit={memory_limit} (largest DuckDB memory tag now {peak / 2**20:.0f} MiB)")
+
+
+def real_texts() -> list[str]:
+    out = []
+    for f in sorted(SHARED.glob("*.jsonl")):
+        out += [json.loads(line)["response"] for line in open(f, encoding="utf-8")]
+    return out
+
+
+def corpus(min_mb: float, seed: int = 0) -> list[str]:
+    """Real traces, word-shuffled per copy beyond the first so that copies are not duplicates."""
+    rng = random.Random(seed)
+    base = real_texts()
+    texts, size = list(base), sum(len(t.encode()) for t in base)
+    while size < min_mb * 1e6:
+        t = rng.choice(base).split(" ")
+        rng.shuffle(t)
+        texts.append(" ".join(t))
+        size += len(texts[-1].encode())
+    return texts
+
+
+def bench_kernels() -> None:
+    texts = corpus(200)
+    arr = pa.array(texts, pa.large_string())
+    mb = arr.buffers()[2].size / 1e6
+    minhash.signatures(arr[:10])  # compile (cached after the first run)
+    t0 = time.perf_counter()
+    minhash.signatures(arr)
+    dt = time.perf_counter() - t0
+    print(f"MinHash (128 perms, word 5-grams) engine: {mb:.0f} MB in {dt:.2f} s = {mb / dt:.0f} MB/s")
+    from datasketch import MinHash
+
+    sample = texts[:400]
+    smb = sum(len(t.encode()) for t in sample) / 1e6
+    t0 = time.perf_counter()
+    for t in sample:
+        MinHash.bulk([minhash.shingles(t)], num_perm=128, hashfunc=minhash.shingle_hash32)
+    dt = time.perf_counter() - t0
+    print(f"MinHash datasketch bulk (same shingles and hash, pure-Python shingling): {smb / dt:.1f} MB/s")
+
+    sample = texts[:2000]
+    smb = sum(len(t.encode()) for t in sample) / 1e6
+    t0 = time.perf_counter()
+    for t in sample:
+        filter_stage.measure(t, "stop", 100)
+    dt = time.perf_counter() - t0
+    print(f"filter measures (structure + Gopher repetition + loops): {smb / dt:.1f} MB/s")
+    t0 = time.perf_counter()
+    for t in sample:
+        sentences.split(t)
+    dt = time.perf_counter() - t0
+    print(f"sentence splitter: {smb / dt:.1f} MB/s")
+
+
+def stage_pool(folder: Path, copies: int, seed: int = 0) -> int:
+    """A candidate pool of real traces (copies × 870 responses, 4 per question) with aligned fake logprobs."""
+    rng = np.random.default_rng(seed)
+    texts = corpus(0)
+    gens, scores = [], []
+    for c in range(copies):
+        for i, text in enumerate(texts):
+            rid, qid = f"r{c:03d}-{i:04d}", f"q{c:03d}-{i // 4:04d}"
+            body = f"<think>\n{text}\n</think>\n\nThe answer is {i}."
+            t_starts = [m for m in range(0, len(body), 4)]
+            s_starts = [m for m in range(0, len(body), 3)]
+            gens.append({"response_id": rid, "question_id": qid, "temperature": 1.0, "text": body,
+                         "finish_reason": "stop", "token_starts": t_starts, "token_ends": t_starts[1:] + [len(body)],
+                         "token_logprobs": (-rng.exponential(0.5, len(t_starts))).tolist()})
+            scores.append({"response_id": rid, "question_id": qid, "student_token_count": len(s_starts),
+                           "token_starts": s_starts, "token_ends": s_starts[1:] + [len(body)],
+                           "student_logprobs": (-rng.exponential(1.0, len(s_starts))).tolist(),
+                           "student_ranks": rng.integers(1, 50, len(s_starts)).tolist()})
+    full = lambda rows, schema: pa.Table.from_pylist([dict(dict.fromkeys(schema.names), **r) for r in rows], schema)  # noqa: E731
+    tables.write_parquet(full(gens, tables.GENERATIONS), folder / "generations" / "part-00000.parquet")
+    tables.write_parquet(full(scores, tables.STUDENT_SCORES), folder / "student_scores" / "part-00000.parquet")
+    qids = sorted({g["question_id"] for g in gens})
+    q = pa.table({"question_id": qids, "domain": ["math"] * len(qids)})
+    tables.write_parquet(q, folder / "questions" / "part-00000.parquet")
+    return len(gens)
+
+
+def bench_scaling() -> None:
+    base = None
+    for scale in (1, 4, 16):
+        with tempfile.TemporaryDirectory(prefix="dasd-scale-") as tmp:
+            d = Path(tmp)
+            n = stage_pool(d, scale)
+            times = {}
+            t0 = time.perf_counter()
+            sentences.run(sentences.SentencesParams(), 1.0, d / "generations", d / "student_scores",
+                          d / "sentences", d / "m1.json")
+            times["sentences"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            filter_stage.run(filter_stage.FilterParams(), 1.0, d / "generations", d / "student_scores",
+                             d / "questions", d / "filter", d / "m2.json")
+            times["filter"] = time.perf_counter() - t0
+            pool = {"sentences": d / "sentences", "student_scores": d / "student_scores"}
+            t0 = time.perf_counter()
+            dedup.run(dedup.DedupParams(), select.SelectParams(), 1.0, dict(pool, kept=d / "filter" / "kept.parquet"),
+                      d / "generations", d / "dedup", d / "m3.json")
+            times["dedup"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            select.run(select.SelectParams(), 1.0, dict(pool, kept=d / "dedup" / "kept.parquet"), d / "select",
+                       d / "m4.json")
+            times["select"] = time.perf_counter() - t0
+            base = base or times
+            print(f"{scale:>2}x ({n} responses): " + ", ".join(
+                f"{k} {v:.2f} s ({v / base[k]:.1f}x)" for k, v in times.items()))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=float, default=100e6, help="teacher tokens in the synthetic pool")
+    ap.add_argument("--memory-limit", default="2GB")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--skip-sql", action="store_true")
+    ap.add_argument("--skip-kernels", action="store_true")
+    ap.add_argument("--scaling", action="store_true", help="also run the stages at 1x/4x/16x")
+    args = ap.parse_args()
+    if not args.skip_sql:
+        bench_sql(args.tokens, args.memory_limit, args.threads)
+    if not args.skip_kernels:
+        bench_kernels()
+    if args.scaling:
+        bench_scaling()
+
+
+if __name__ == "__main__":
+    main()
