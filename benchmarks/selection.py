@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import dedup, filter as filter_stage, minhash, select, sentences, sql, tables  # noqa: E402
+from engine import dedup, filter as filter_stage, select, sentences, sql, tables  # noqa: E402
+from engine.kernels import minhash  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 
@@ -38,11 +39,12 @@ def _lists(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
 
 
 def synthetic_pool(folder: Path, tokens: float, per_response: int = 500, seed: int = 0) -> dict:
-    """Parquet shards of generations / student_scores / sentence_spans with consistent character spans."""
+    """Parquet shards of generations and student_scores whose token spans cover the same (unstored) text;
+    sentences are every SENTENCE characters of it (`synthetic_spans`)."""
     rng = np.random.default_rng(seed)
     n_resp = int(tokens) // per_response
     shard = 20_000
-    counts = {"responses": n_resp, "teacher_tokens": 0, "student_tokens": 0, "sentences": 0}
+    counts = {"responses": n_resp, "teacher_tokens": 0, "student_tokens": 0}
     for part, start in enumerate(range(0, n_resp, shard)):
         n = min(shard, n_resp - start)
         rids = pa.array([f"r{start + i:09d}" for i in range(n)])
@@ -55,10 +57,9 @@ def synthetic_pool(folder: Path, tokens: float, per_response: int = 500, seed: i
         s_len = rng.integers(1, 7, size=(n, per_response * 2), dtype=np.int32)
         s_starts = np.cumsum(s_len, axis=1) - s_len
         s_keep = s_starts < text_len[:, None]
-        # sentences: every 120 characters
-        sent_starts = [np.arange(0, L, 120, dtype=np.int32) for L in text_len]
         s_count = s_keep.sum(axis=1)
         gens = pa.table({"response_id": rids, "question_id": qids, "temperature": pa.array(np.full(n, 1.0)),
+                         "text": pa.array([""] * n), "text_length": pa.array(text_len),
                          "token_starts": _lists(np.full(n, per_response), t_starts.ravel()),
                          "token_logprobs": _lists(np.full(n, per_response),
                                                   -rng.exponential(0.5, n * per_response).astype(np.float32))})
@@ -66,18 +67,14 @@ def synthetic_pool(folder: Path, tokens: float, per_response: int = 500, seed: i
                            "token_starts": _lists(s_count, s_starts[s_keep]),
                            "student_logprobs": _lists(s_count, -rng.exponential(1.0, int(s_count.sum())).astype(np.float32)),
                            "student_ranks": _lists(s_count, rng.integers(1, 50, int(s_count.sum()), dtype=np.int32))})
-        n_sent = np.array([len(s) for s in sent_starts])
-        all_starts = np.concatenate(sent_starts)
-        ends = np.concatenate([np.append(s[1:], L) for s, L in zip(sent_starts, text_len)])
-        spans = pa.table({"response_id": pa.array(np.repeat(np.array(rids.to_pylist(), dtype=object), n_sent)),
-                          "sentence_index": pa.array(np.concatenate([np.arange(k, dtype=np.int32) for k in n_sent])),
-                          "char_start": pa.array(all_starts), "char_end": pa.array(ends.astype(np.int32))})
-        for name, table in (("generations", gens), ("student_scores", scores), ("sentence_spans", spans)):
-            tables.write_parquet(table, folder / name / f"part-{part:05d}.parquet")
+        tables.write_parquet(gens, folder / "generations" / f"part-{part:05d}.parquet")
+        tables.write_parquet(scores, folder / "student_scores" / f"part-{part:05d}.parquet")
         counts["teacher_tokens"] += n * per_response
         counts["student_tokens"] += int(s_count.sum())
-        counts["sentences"] += int(n_sent.sum())
     return counts
+
+
+SENTENCE = 120  # characters per synthetic sentence
 
 
 def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
@@ -87,14 +84,17 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
         counts = synthetic_pool(tmp / "pool", tokens)
         print(f"synthetic pool: {counts} (built in {time.perf_counter() - t0:.0f} s)")
         con = sql.connect(memory_limit=memory_limit, threads=threads, temp_directory=str(tmp / "spill"))
-        sql.create_views(con, {v: tmp / "pool" / v for v in ("generations", "student_scores", "sentence_spans")})
+        sql.create_views(con, {v: tmp / "pool" / v for v in ("generations", "student_scores")})
+        lengths = dict(con.sql("SELECT response_id, text_length FROM generations").fetchall())
+
+        def spans_of(batch):  # the stage's splitter is measured on real text below; here, fixed-size sentences
+            return [[(a, min(a + SENTENCE, n)) for a in range(0, n, SENTENCE)]
+                    for n in (lengths[r] for r in batch.column("response_id").to_pylist())]
+
         t0 = time.perf_counter()
-        con.execute("SET VARIABLE beta = 0.1")
-        query = (sql.SQL_DIR / "sentences.sql").read_text()  # streamed into Parquet, as the stage writes it
-        out = tmp / "sentences.parquet"
-        con.execute(f"COPY ({query}) TO '{sql.quote_path(out)}' (FORMAT parquet, COMPRESSION zstd)")
+        n_resp, by_type = sentences.write_sentences(con, 0.1, tmp / "sentences", spans_of)
         t_sent = time.perf_counter() - t0
-        sql.create_views(con, {"sentences": out, "kept": tmp / "pool" / "generations"})
+        sql.create_views(con, {"sentences": tmp / "sentences", "kept": tmp / "pool" / "generations"})
         t0 = time.perf_counter()
         sp = select.SelectParams()
         sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed,
@@ -102,12 +102,11 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
         chosen = sql.run_file(con, "select", top_k=1, temperature=1.0).to_arrow_table()
         t_das = time.perf_counter() - t0
         total = counts["teacher_tokens"] + counts["student_tokens"]
-        peak = con.sql("SELECT max(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]
-        print(f"sentences.sql (align + aggregate + type): {t_sent:.1f} s; select (DAS): {t_das:.1f} s; "
-              f"{chosen.num_rows} chosen")
+        print(f"sentences (stream, align, sentences.sql, write): {t_sent:.1f} s for {sum(by_type.values())} "
+              f"sentences; select (DAS): {t_das:.1f} s; {chosen.num_rows} chosen")
         print(f"end to end from Parquet: {total / 1e6:.0f}M tokens (teacher + student) in {t_sent + t_das:.1f} s = "
               f"{total / (t_sent + t_das) / 1e6:.1f}M tokens/s ({counts['teacher_tokens'] / (t_sent + t_das) / 1e6:.1f}M "
-              f"teacher tokens/s) with memory_limit={memory_limit} (largest DuckDB memory tag now {peak / 2**20:.0f} MiB)")
+              f"teacher tokens/s) with memory_limit={memory_limit}")
 
 
 def real_texts() -> list[str]:

@@ -1,6 +1,6 @@
 """Stage `dedup@T`: near-duplicate removal among the responses the filter kept, with MinHash + LSH.
 
-Signatures of word `ngram`-shingles (`num_perm` permutations, datasketch-compatible: engine/minhash.py);
+Signatures of word `ngram`-shingles (`num_perm` permutations, datasketch-compatible: engine/kernels/minhash.py);
 LSH with `bands` × `rows` finds candidate pairs within each question (`scope: question`, the default)
 or across the whole pool (`scope: pool`); a pair whose estimated Jaccard reaches `threshold` is an
 edge, clusters are the connected components, and each cluster keeps one survivor: the response the
@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import minhash, sql, tables
+from . import sql, tables
+from .kernels import minhash
 from .params import ParamsError
 from .select import SelectParams, score_candidates
 

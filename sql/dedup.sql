@@ -1,6 +1,6 @@
 -- dedup: the survivor of every near-duplicate cluster.
 -- Inputs:  dedup_members (response_id, question_id, cluster: a connected component of the verified
---          near-duplicate graph, engine/minhash.py), select_candidates (`score`: the configured selector's).
+--          near-duplicate graph, engine/kernels/minhash.py), select_candidates (`score`: the configured selector's).
 -- Grain:   one row per response the filter kept, with its cluster, the cluster's size and its survivor.
 -- Rule:    the survivor is the member the selector scores highest (ties: the smallest response_id), so
 --          dedup never throws away the response select would have chosen.

@@ -11,7 +11,8 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from conftest import shared
-from engine import dedup, minhash, tables
+from engine import dedup, tables
+from engine.kernels import minhash
 from engine.select import SelectParams
 from test_select import setup
 from test_sentences import gen_table
