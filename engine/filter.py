@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import sql, tables
+from .kernels import repetition
 from .sentences import split
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -75,59 +76,6 @@ def _dup_stats(items: list[str]) -> tuple[float, float]:
     return dup / len(items), dup_chars / max(1, sum(len(x) for x in items))
 
 
-_P = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier: n-gram hash = polynomial of word ids (mod 2^64)
-
-
-def _ngram_stats(words: list[str], text_chars: int) -> dict[str, float]:
-    """Gopher's n-gram repetition statistics over whitespace words, vectorised with numpy; as in
-    Gopher (and datatrove), characters of the words involved over the characters of the text."""
-    out = {}
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in words), dtype=np.uint64, count=len(words))
-    lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-    total = max(text_chars, 1)
-    h = np.zeros(len(words), dtype=np.uint64)
-    for n in range(1, 11):
-        if n > len(words):
-            h = h[:0]
-        else:
-            with np.errstate(over="ignore"):
-                h = h[:len(words) - n + 1] * _P + ids[n - 1:]  # hash of words[i:i+n]
-        if n < 2:
-            continue
-        if len(h) == 0:
-            out[f"top_{n}gram_char_frac" if n <= 4 else f"dup_{n}gram_char_frac"] = 0.0
-            continue
-        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-        if n <= 4:
-            # characters of the most frequent n-gram times its occurrences (ties: the longest one)
-            gram_chars = np.convolve(lens, np.ones(n, dtype=np.int64))[n - 1:len(words)]
-            best = np.where(counts[inverse] == counts.max(), gram_chars, 0).max()
-            out[f"top_{n}gram_char_frac"] = float(counts.max() * best / total)
-        else:
-            # characters of words inside any n-gram that occurs more than once
-            starts = (counts[inverse] > 1).astype(np.int64)
-            covered = np.convolve(starts, np.ones(n, dtype=np.int64))[:len(words)] > 0
-            out[f"dup_{n}gram_char_frac"] = float(lens[covered].sum() / total)
-    return {k: out[k] for k in sorted(out)}
-
-
-def _tandem_repeats(text: str) -> int:
-    """Most consecutive copies of one piece of 10-200 characters (what the regex (.{10,200}?)\\1+
-    finds), by comparing the text with itself shifted by each period."""
-    arr = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    best = 1
-    for p in LOOP_PERIODS:
-        if 2 * p > len(arr):
-            break
-        eq = np.concatenate(([False], arr[:-p] == arr[p:], [False]))
-        edges = np.flatnonzero(np.diff(eq.astype(np.int8)))
-        if len(edges):
-            run = int((edges[1::2] - edges[::2]).max())  # longest stretch equal to itself p later
-            best = max(best, run // p + 1)
-    return best
-
-
 def _longest_run(items: list[str]) -> int:
     best = run = 1
     for a, b in zip(items, items[1:]):
@@ -151,11 +99,10 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
     m["dup_line_frac"], m["dup_line_char_frac"] = _dup_stats(lines)
     m["dup_para_frac"], m["dup_para_char_frac"] = _dup_stats(paras)
     m["dup_sentence_frac"], _ = _dup_stats(sents)
-    words = text.split()
     # n-gram statistics describe long texts (Gopher applies them to documents of 50+ words); on a
     # short answer one repeated phrase is most of the text, so below ngram_min_words they read 0
-    m.update(_ngram_stats(words if len(words) >= ngram_min_words else [], len(text)))
-    m["runaway_repeats"] = max(_tandem_repeats(text[-LOOP_TAIL:]), _longest_run(sents))
+    m.update(repetition.ngram_stats(text, ngram_min_words))
+    m["runaway_repeats"] = max(repetition.tandem_repeats(text[-LOOP_TAIL:], LOOP_PERIODS), _longest_run(sents))
     return m
 
 

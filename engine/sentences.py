@@ -20,6 +20,7 @@ generations and student scores ordered by response_id, within `memory_limit`), o
 """
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,10 @@ def split(text: str, min_chars: int = 8) -> list[tuple[int, int]]:
     blocks = [(m.start(), m.end()) for m in _BLOCK.finditer(text)]
     for a, b in blocks:
         cuts.update((a, b))
+    block_starts = [a for a, _ in blocks]
     for m in _END.finditer(text):
-        if not any(a < m.end() < b for a, b in blocks):
+        k = bisect.bisect_left(block_starts, m.end()) - 1  # the last block starting before this cut
+        if k < 0 or m.end() >= blocks[k][1]:
             cuts.add(m.end())
     bounds = sorted(c for c in cuts if 0 < c < len(text))
     spans, start = [], 0

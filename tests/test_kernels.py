@@ -37,3 +37,27 @@ def test_align_refuses_mismatched_inputs():
         align(np.array([0, 1]), np.array([0], np.int32), starts, pa.array([[-1.0]], pa.list_(pa.float32())))
     with pytest.raises(ValueError, match="2 responses"):
         align(np.array([0, 1, 2]), np.array([0, 0], np.int32), starts, pa.array([[-1.0, -1.0]], pa.list_(pa.float32())))
+
+
+def repetition_cases() -> list[str]:
+    import json
+
+    from conftest import shared
+
+    texts = []
+    for name in ("traces_math500_r1_and_distill.jsonl", "traces_qwen25math_cot_rm_example.jsonl"):
+        texts += [json.loads(line)["response"] for line in open(shared("traces", name), encoding="utf-8")][:150]
+    loop = "Let me verify the sum once more. "
+    return texts + ["so so " * 60, " ".join(["the value of x is one"] * 40), texts[0] + loop * 12,
+                    "a\u3000b\xa0c\u2009d e\x1cf", "", "x" * 500, ("abc" * 7 + "0123456789") * 9]
+
+
+def test_repetition_kernels_match_reference():
+    from engine.kernels import repetition as R
+
+    for text in repetition_cases():
+        for min_words in (0, 100):
+            assert R.ngram_stats(text, min_words) == R.ngram_stats_reference(text, min_words), text[:60]
+        tail = text[-4000:]
+        assert R.tandem_repeats(tail, range(10, 201)) == R.tandem_repeats_reference(tail, range(10, 201)), text[:60]
+    assert R.tandem_repeats("Let me verify the sum once more. " * 12, range(10, 201)) == 12
