@@ -19,6 +19,7 @@ EPILOG = """pipeline (dvc repro runs these in order):
   score          student logprobs of each teacher response -> data/student_scores/T=<t>/ (resumable)
   sentences      sentences with p_teacher, p_student and type -> data/sentences/T=<t>/
   filter         quality rules -> data/filter/T=<t>/ (kept + one rejection row per failed rule)
+  naturalness    optional: local naturalness (student logprob per step, short window) -> data/naturalness/T=<t>/
   dedup          MinHash near-duplicates -> data/dedup/T=<t>/ (keeps each cluster's best by the selector)
   select         divergence-aware selection (or a baseline) -> data/select/T=<t>/
   export         SFT sets: stage1 (low T), stage2 (high T) -> data/export/<stage>/train.parquet
@@ -116,7 +117,24 @@ def cmd_filter(args):
 
 def _pool_inputs(data: Path, kept: Path, d: str) -> dict:
     """What select_candidates scores: the responses still in the pool, their sentences and scores."""
-    return {"kept": kept, "sentences": data / "sentences" / d, "student_scores": data / "student_scores" / d}
+    return {"kept": kept, "sentences": data / "sentences" / d, "student_scores": data / "student_scores" / d,
+            "naturalness": data / "naturalness" / d}
+
+
+def cmd_naturalness(args):
+    from . import naturalness
+
+    root, params = _ctx(args)
+    np_ = P.section(params, "naturalness", naturalness.NaturalnessParams)
+    student = P.section(params, "student", P.ModelParams)
+    for t, d in _each_temperature(args, params):
+        data = root / "data"
+        r = naturalness.run(np_, student, t, {"kept": data / "filter" / d / "kept.parquet",
+                                              "sentences": data / "sentences" / d, "generations": data / "generations" / d},
+                            data / "questions", data / "naturalness" / d, root / "metrics" / "naturalness" / f"{d}.json",
+                            progress=not args.no_progress)
+        print(f"naturalness {d}: " + (f"{r['responses']} responses scored step by step (window {r['window']})"
+                                      if r["enabled"] else "off (naturalness.enabled: false)"))
 
 
 def cmd_dedup(args):
@@ -244,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "rejection row per failed rule.")
     _per_temperature(s, cmd_filter)
 
+    s = sub.add_parser("naturalness", help="local naturalness of each kept response (optional selector)",
+                       description="With params naturalness.enabled: true, the student scores every step "
+                       "(sentence) of each kept response given the question and only the `window` steps before "
+                       "it; a response's local naturalness is the mean step logprob (select.selector: "
+                       "local_naturalness). Off by default: writes an empty table. Resumable like score.")
+    _per_temperature(s, cmd_naturalness, progress=True)
+
     s = sub.add_parser("dedup", help="near-duplicate removal with MinHash + LSH",
                        description="Among the responses the filter kept: MinHash signatures of word n-grams, "
                        "LSH candidate pairs within each question (or the pool), verified at params "
@@ -253,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("select", help="per question, keep the response the student most needs (DAS)",
                        description="Scores every kept response with every selector (das, random, "
-                       "global_naturalness, rank_surprisal) and keeps the top_k per question by params "
+                       "global_naturalness, local_naturalness, rank_surprisal) and keeps the top_k per question by params "
                        "`select.selector`: data/select/T=<t>/selected.parquet.")
     _per_temperature(s, cmd_select)
 

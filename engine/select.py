@@ -5,8 +5,9 @@ Candidates are the responses the filter kept. Every selector scores every candid
 - `das` (default): divergence-aware sampling, the largest count of teacher sentences
   (p_teacher − p_student > β, β from `sentences`), or their proportion (`das_measure: proportion`);
 - `random`: the paper's baseline; `global_naturalness`: max mean student logprob;
-- `rank_surprisal`: lowest sum(min(student rank, 100)) / sum(student surprisal).
-(Local naturalness needs windowed student passes and is not offered yet.)
+- `rank_surprisal`: lowest sum(min(student rank, 100)) / sum(student surprisal);
+- `local_naturalness`: highest mean step logprob given a short window (stage `naturalness`, which
+  only runs with `naturalness.enabled: true`).
 Output data/select/T=<t>/selected.parquet (schema `tables.SELECTED`) and metrics/select/T=<t>.json.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from . import sql, tables
 from .params import ParamsError
 
-SELECTORS = ("das", "random", "global_naturalness", "rank_surprisal")
+SELECTORS = ("das", "random", "global_naturalness", "local_naturalness", "rank_surprisal")
 
 
 @dataclass
@@ -38,12 +39,16 @@ class SelectParams:
 
 def score_candidates(con, sp: SelectParams, inputs: dict[str, Path]) -> None:
     """Table `select_candidates` on `con`: every response of `kept` with every selector's score.
-    `inputs`: view name -> Parquet file/glob/folder for kept, sentences, student_scores."""
+    `inputs`: view name -> Parquet file/glob/folder for kept, sentences, student_scores, naturalness."""
     sql.create_views(con, inputs)
     sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed,
                  selector=sp.selector).create("select_candidates")
     missing = con.sql("SELECT response_id FROM kept EXCEPT SELECT response_id FROM select_candidates "
                       "ORDER BY 1 LIMIT 5").fetchall()
+    if sp.selector == "local_naturalness" and not con.sql(
+            "SELECT count(local_naturalness) FROM select_candidates").fetchall()[0][0]:
+        raise ParamsError("select.selector local_naturalness needs the `naturalness` stage: set "
+                          "naturalness.enabled: true and rerun")
     if missing:  # a kept response without sentences or student scores would vanish from the pool silently
         raise ValueError(f"{inputs['kept']}: responses without sentences or student scores, e.g. "
                          f"{[m[0] for m in missing]}; rerun `dasd score` and `dasd sentences`")
@@ -52,7 +57,7 @@ def score_candidates(con, sp: SelectParams, inputs: dict[str, Path]) -> None:
 def run(sp: SelectParams, temperature: float, inputs: dict[str, Path], out_dir: Path, metrics_path: Path,
         plot_path: Path | None = None) -> dict:
     """`inputs`: view name -> Parquet file/glob/folder for kept (the responses still in the pool after
-    filter and dedup), sentences, student_scores. `plot_path`: a CSV of response-probability histograms,
+    filter and dedup), sentences, student_scores, naturalness. `plot_path`: a CSV of response-probability histograms,
     selected vs random (sql/select_histogram.sql), a DVC plot."""
     con = sql.connect()
     score_candidates(con, sp, inputs)

@@ -19,6 +19,7 @@ VIEWS = {
     "student_scores": "student_scores/*/*.parquet",
     "sentences": "sentences/*/*.parquet",
     "filter_kept": "filter/*/kept.parquet",
+    "naturalness": "naturalness/*/*.parquet",
     "dedup_clusters": "dedup/*/clusters.parquet",
     "dedup_kept": "dedup/*/kept.parquet",
     "rejections": "*/*/rejections.parquet",  # every stage that removes responses (filter, dedup, …)

@@ -120,6 +120,17 @@ DEDUP_CLUSTERS = pa.schema([
     ("jaccard_to_survivor", pa.float64()),  # estimated from the MinHash signatures
 ])
 
+# One row per response the filter kept (data/naturalness/T=<t>/; empty unless naturalness.enabled).
+NATURALNESS = pa.schema([
+    ("response_id", pa.string()),
+    ("question_id", pa.string()),
+    ("temperature", pa.float64()),
+    ("window", pa.int32()),                      # preceding steps (sentences) the student saw
+    ("steps", pa.int32()),                       # steps with at least one student token of their own
+    ("step_logprobs", pa.list_(pa.float64())),   # mean student logprob of each step given its window
+    ("local_naturalness", pa.float64()),         # their mean (null: no step)
+])
+
 # One row per selected response (up to top_k per question) of one temperature.
 SELECTED = pa.schema([
     ("response_id", pa.string()),

@@ -1,6 +1,7 @@
 -- select_candidates: one row per response that passed the filter, with every selector's score.
--- Inputs:  kept (response_id, question_id: the pool after filter, and dedup when it runs), sentences (one row per response × sentence with type),
---          student_scores (student_logprobs, student_ranks).
+-- Inputs:  kept (response_id, question_id: the pool after filter, and dedup when it runs),
+--          sentences (one row per response × sentence with type),
+--          student_scores (student_logprobs, student_ranks), naturalness (local_naturalness; may be empty).
 -- Grain:   one row per kept response.
 -- Scores (higher is better for every one, so one ranking rule serves all):
 --   das:                count of teacher sentences (p_T - p_S > beta), or their proportion with
@@ -8,6 +9,7 @@
 --   random:             a hash of (seed, response_id): reproducible, independent of order;
 --   global_naturalness: mean student token logprob;
 --   rank_surprisal:     minus sum(min(student rank, 100)) / sum(student surprisal) (lower ratio is better);
+--   local_naturalness:  from `naturalness` (mean over steps of the student's logprob given a short window);
 --   (and each response's probability under both models, exp(mean token logprob), for the histograms);
 --   score:              the one of getvariable('selector'), what select ranks by and dedup keeps the best of.
 WITH counts AS (
@@ -32,13 +34,16 @@ WITH counts AS (
                 ELSE c.teacher_sentences END::DOUBLE AS das,
            (hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE AS random,
            s.mean_student_logprob AS global_naturalness,
-           -s.rank_surprisal_ratio AS rank_surprisal
+           -s.rank_surprisal_ratio AS rank_surprisal,
+           n.local_naturalness
     FROM kept k
     JOIN counts c USING (response_id)
     JOIN student s USING (response_id)
+    LEFT JOIN naturalness n USING (response_id)
 )
 SELECT *, CASE getvariable('selector')
               WHEN 'das' THEN das WHEN 'random' THEN random
               WHEN 'global_naturalness' THEN global_naturalness
-              WHEN 'rank_surprisal' THEN rank_surprisal END AS score
+              WHEN 'rank_surprisal' THEN rank_surprisal
+              WHEN 'local_naturalness' THEN local_naturalness END AS score
 FROM scores

@@ -10,8 +10,9 @@ from engine import select, tables
 from engine.params import ParamsError
 
 
-def setup(tmp_path, candidates):
-    """candidates: (response_id, question_id, [sentence types], [student logprobs], [student ranks])."""
+def setup(tmp_path, candidates, naturalness=None):
+    """candidates: (response_id, question_id, [sentence types], [student logprobs], [student ranks]);
+    naturalness: response_id -> local naturalness (none: the stage was off)."""
     kept = pa.table({"response_id": [c[0] for c in candidates], "question_id": [c[1] for c in candidates]})
     sent = [dict(dict.fromkeys(tables.SENTENCES.names), response_id=c[0], question_id=c[1], sentence_index=i, type=t)
             for c in candidates for i, t in enumerate(c[2])]
@@ -20,8 +21,11 @@ def setup(tmp_path, candidates):
     tables.write_parquet(kept, tmp_path / "kept.parquet")
     tables.write_parquet(pa.Table.from_pylist(sent, schema=tables.SENTENCES), tmp_path / "s" / "p.parquet")
     tables.write_parquet(pa.Table.from_pylist(scores, schema=tables.STUDENT_SCORES), tmp_path / "sc" / "p.parquet")
+    nat = [dict(dict.fromkeys(tables.NATURALNESS.names), response_id=r, local_naturalness=v)
+           for r, v in (naturalness or {}).items()]
+    tables.write_parquet(pa.Table.from_pylist(nat, schema=tables.NATURALNESS), tmp_path / "n" / "p.parquet")
     return {"kept": tmp_path / "kept.parquet", "sentences": tmp_path / "s" / "*.parquet",
-            "student_scores": tmp_path / "sc" / "*.parquet"}
+            "student_scores": tmp_path / "sc" / "*.parquet", "naturalness": tmp_path / "n"}
 
 
 def choose(tmp_path, inputs, **kw):
@@ -92,3 +96,12 @@ def test_probability_histogram_plot(tmp_path):
     assert {p: r["selected_student"] for p, r in rows.items() if r["selected_student"]} == pytest.approx(
         {0.125: 1 / 3, 0.025: 1 / 3, 0.825: 1 / 3})
     assert all(r["selected_teacher"] == 0 for r in rows.values())  # no teacher logprobs in these sentences
+
+
+def test_local_naturalness_selector_needs_its_stage(tmp_path):
+    with pytest.raises(ParamsError, match="naturalness.enabled"):
+        choose(tmp_path, setup(tmp_path, CANDIDATES), selector="local_naturalness")
+    got = choose(tmp_path, setup(tmp_path, CANDIDATES, {"a": -2.0, "b": -0.5, "c": -1.0, "d": -3.0, "e": -1.0}),
+                 selector="local_naturalness")
+    # q3's only candidate has no value (no step of its own) and is still chosen: nothing else to pick
+    assert [(r["question_id"], r["response_id"]) for r in got] == [("q1", "b"), ("q2", "e"), ("q3", "f")]
