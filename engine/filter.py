@@ -14,7 +14,10 @@ Rules (each `value > threshold` rejects):
   dup_line_char_frac, dup_para_char_frac (share of characters in them), as in Gopher;
 - top_{2,3,4}gram_char_frac: characters covered by the most frequent word n-gram;
 - dup_{5..10}gram_char_frac: characters covered by word n-grams that occur more than once;
-- runaway_repeats: the most consecutive repeats of one substring of 10-200 characters (loops).
+- runaway_repeats: the most consecutive repeats of one substring of 10-200 characters (loops);
+- wrong_answer (off by default, as in the paper; `rules: {wrong_answer: 0}` turns it on): for math
+  questions with a reference answer, 1 when `math-verify` cannot match the final answer (after
+  `</think>`) to the reference; other questions measure 0.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ DEFAULT_RULES = {
     "dup_line_char_frac": 0.2, "dup_para_char_frac": 0.2, "top_2gram_char_frac": 0.2,
     "top_3gram_char_frac": 0.18, "top_4gram_char_frac": 0.16, "dup_5gram_char_frac": 0.5,
     "dup_6gram_char_frac": 0.45, "dup_7gram_char_frac": 0.44, "dup_8gram_char_frac": 0.4,
-    "dup_9gram_char_frac": 0.36, "dup_10gram_char_frac": 0.32, "runaway_repeats": 8,
+    "dup_9gram_char_frac": 0.36, "dup_10gram_char_frac": 0.32, "runaway_repeats": 8, "wrong_answer": None,
 }
 
 
@@ -106,15 +109,30 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
     return m
 
 
-def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams) -> pa.Table:
+def wrong_answer(text: str, reference: str) -> int:
+    """1 unless math-verify matches the final answer (after </think>) to the reference answer."""
+    from math_verify import parse, verify
+
+    answer = text.split(THINK_CLOSE, 1)[1] if THINK_CLOSE in text else text
+    gold = parse(reference if "$" in reference or "\\" in reference else f"${reference}$")
+    return int(not (gold and verify(gold, parse(answer))))
+
+
+def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dict[str, tuple] | None = None) -> pa.Table:
+    """One row of measures per response. `references`: question_id -> (domain, reference answer), used
+    by the wrong_answer rule when it is on."""
     n_tokens = dict(zip(scores.column("response_id").to_pylist(), scores.column("student_token_count").to_pylist()))
+    check = "wrong_answer" in fp.thresholds()
     rows = []
     for rid, qid, text, finish in zip(*(gens.column(c).to_pylist() for c in
                                         ("response_id", "question_id", "text", "finish_reason"))):
         if rid not in n_tokens:
             raise ValueError(f"response {rid} has no student score: rerun `dasd score`")
-        rows.append({"response_id": rid, "question_id": qid,
-                     **measure(text, finish, n_tokens[rid], fp.ngram_min_words)})
+        row = {"response_id": rid, "question_id": qid, **measure(text, finish, n_tokens[rid], fp.ngram_min_words)}
+        if check:
+            domain, reference = (references or {}).get(qid, (None, None))
+            row["wrong_answer"] = wrong_answer(text, reference) if domain == "math" and reference else 0
+        rows.append(row)
     return pa.Table.from_pylist(rows)
 
 
@@ -125,8 +143,12 @@ def run(fp: FilterParams, temperature: float, generations_dir: Path, scores_dir:
     if gens is None or scores is None:
         raise FileNotFoundError(f"{generations_dir} or {scores_dir}: run `dasd generate` and `dasd score` first")
     thresholds = fp.thresholds()
+    references = {}
+    if "wrong_answer" in thresholds:
+        qs = tables.read_table(questions_dir, columns=["question_id", "domain", "reference_answer"])
+        references = {q: (d, a) for q, d, a in zip(*(qs.column(c).to_pylist() for c in qs.column_names))}
     con = sql.connect()
-    con.register("measures", measures(gens, scores, fp))
+    con.register("measures", measures(gens, scores, fp, references))
     con.register("thresholds", pa.table({"rule": list(thresholds), "threshold": list(thresholds.values())}))
     sql.create_views(con, {"questions": questions_dir})
     rejections = sql.run_file(con, "filter", stage="filter").to_arrow_table().cast(tables.REJECTIONS)

@@ -83,3 +83,25 @@ def test_unknown_rule_is_a_params_error():
 
     with pytest.raises(ParamsError, match="unknown rule"):
         F.FilterParams(rules={"lenght": 10}).thresholds()
+
+
+def test_wrong_answer_rule_is_off_by_default_and_agrees_with_graded_traces():
+    assert "wrong_answer" not in F.FilterParams().thresholds()
+    on = F.FilterParams(rules={"wrong_answer": 0})
+    assert on.thresholds()["wrong_answer"] == 0
+    assert F.wrong_answer(GOOD, "14") == 0 and F.wrong_answer(GOOD, "15") == 1
+    assert F.wrong_answer("<think>\nhalf\n</think>\n\n$\\boxed{0.5}$", "\\frac{1}{2}") == 0
+    # real graded samples (Qwen2.5-Math, each with the benchmark's verdict): math-verify agrees on most
+    rows = [json.loads(line) for line in open(shared("traces", "traces_qwen25math_cot_rm_example.jsonl"))][:120]
+    agree = sum(F.wrong_answer(r["response"], r["reference_answer"]) == (0 if r["score"] else 1) for r in rows)
+    assert agree >= 0.9 * len(rows)
+
+
+def test_wrong_answer_in_the_stage_only_for_math_with_a_reference():
+    gens = gen_table([dict(response_id=r, question_id=q, text=GOOD, finish_reason="stop")
+                      for r, q in (("a", "q1"), ("b", "q2"), ("c", "q3"))])
+    scores = score_table([dict(response_id=r, student_token_count=10) for r in "abc"])
+    refs = {"q1": ("math", "14"), "q2": ("math", "15"), "q3": ("code", "15")}
+    m = F.measures(gens, scores, F.FilterParams(rules={"wrong_answer": 0}), refs).to_pylist()
+    assert [r["wrong_answer"] for r in m] == [0, 1, 0]
+    assert "wrong_answer" not in F.measures(gens, scores, F.FilterParams(), refs).column_names
