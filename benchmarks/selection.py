@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import dedup, filter as filter_stage, select, sentences, sql, tables  # noqa: E402
-from engine.kernels import minhash  # noqa: E402
+from engine.kernels import minhash, repetition  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 
@@ -129,7 +129,18 @@ def corpus(min_mb: float, seed: int = 0) -> list[str]:
     return texts
 
 
+def _rate(label: str, texts: list[str], fn) -> None:
+    """MB/s of `fn` applied to each text."""
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    t0 = time.perf_counter()
+    for t in texts:
+        fn(t)
+    print(f"{label}: {mb / (time.perf_counter() - t0):.1f} MB/s")
+
+
 def bench_kernels() -> None:
+    from datasketch import MinHash
+
     texts = corpus(200)
     arr = pa.array(texts, pa.large_string())
     mb = arr.buffers()[2].size / 1e6
@@ -138,28 +149,15 @@ def bench_kernels() -> None:
     minhash.signatures(arr)
     dt = time.perf_counter() - t0
     print(f"MinHash (128 perms, word 5-grams) engine: {mb:.0f} MB in {dt:.2f} s = {mb / dt:.0f} MB/s")
-    from datasketch import MinHash
-
-    sample = texts[:400]
-    smb = sum(len(t.encode()) for t in sample) / 1e6
-    t0 = time.perf_counter()
-    for t in sample:
-        MinHash.bulk([minhash.shingles(t)], num_perm=128, hashfunc=minhash.shingle_hash32)
-    dt = time.perf_counter() - t0
-    print(f"MinHash datasketch bulk (same shingles and hash, pure-Python shingling): {smb / dt:.1f} MB/s")
-
-    sample = texts[:2000]
-    smb = sum(len(t.encode()) for t in sample) / 1e6
-    t0 = time.perf_counter()
-    for t in sample:
-        filter_stage.measure(t, "stop", 100)
-    dt = time.perf_counter() - t0
-    print(f"filter measures (structure + Gopher repetition + loops): {smb / dt:.1f} MB/s")
-    t0 = time.perf_counter()
-    for t in sample:
-        sentences.split(t)
-    dt = time.perf_counter() - t0
-    print(f"sentence splitter: {smb / dt:.1f} MB/s")
+    _rate("MinHash datasketch bulk (same shingles and hash, pure-Python shingling)", texts[:400],
+          lambda t: MinHash.bulk([minhash.shingles(t)], num_perm=128, hashfunc=minhash.shingle_hash32))
+    filter_stage.measure(texts[0], "stop", 100)  # compile the repetition kernels
+    _rate("filter measures (structure + Gopher repetition + loops)", texts[:2000],
+          lambda t: filter_stage.measure(t, "stop", 100))
+    _rate("  of which n-gram statistics (kernel)", texts[:2000], lambda t: repetition.ngram_stats(t, 100))
+    _rate("  of which runaway loops (kernel, last 4,000 characters)", texts[:2000],
+          lambda t: repetition.tandem_repeats(t[-filter_stage.LOOP_TAIL:], filter_stage.LOOP_PERIODS))
+    _rate("sentence splitter", texts[:2000], sentences.split)
 
 
 def stage_pool(folder: Path, copies: int, seed: int = 0) -> int:

