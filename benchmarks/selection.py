@@ -40,7 +40,7 @@ def _lists(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
 
 def synthetic_pool(folder: Path, tokens: float, per_response: int = 500, seed: int = 0) -> dict:
     """Parquet shards of generations and student_scores whose token spans cover the same (unstored) text;
-    sentences are every SENTENCE characters of it (`synthetic_spans`)."""
+    sentences are every SENTENCE characters of it; scores in the generations' order, as `score` writes them."""
     rng = np.random.default_rng(seed)
     n_resp = int(tokens) // per_response
     shard = 20_000
@@ -84,17 +84,21 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
         counts = synthetic_pool(tmp / "pool", tokens)
         print(f"synthetic pool: {counts} (built in {time.perf_counter() - t0:.0f} s)")
         con = sql.connect(memory_limit=memory_limit, threads=threads, temp_directory=str(tmp / "spill"))
-        sql.create_views(con, {v: tmp / "pool" / v for v in ("generations", "student_scores")})
-        lengths = dict(con.sql("SELECT response_id, text_length FROM generations").fetchall())
+        gens = pq.read_table(tmp / "pool" / "generations", columns=["response_id", "text_length"])
+        lengths = dict(zip(gens.column("response_id").to_pylist(), gens.column("text_length").to_pylist()))
 
         def spans_of(batch):  # the stage's splitter is measured on real text below; here, fixed-size sentences
             return [[(a, min(a + SENTENCE, n)) for a in range(0, n, SENTENCE)]
                     for n in (lengths[r] for r in batch.column("response_id").to_pylist())]
 
         t0 = time.perf_counter()
-        n_resp, by_type = sentences.write_sentences(con, 0.1, tmp / "sentences", spans_of)
+        batches = sentences.paired_batches(tmp / "pool" / "generations", tmp / "pool" / "student_scores")
+        n_resp, by_type = sentences.write_sentences(batches, 0.1, tmp / "sentences", spans_of, con)
         t_sent = time.perf_counter() - t0
-        sql.create_views(con, {"sentences": tmp / "sentences", "kept": tmp / "pool" / "generations"})
+        sql.create_views(con, {"sentences": tmp / "sentences", "kept": tmp / "pool" / "generations",
+                               "student_scores": tmp / "pool" / "student_scores"})
+        con.execute("CREATE VIEW naturalness AS SELECT NULL::VARCHAR AS response_id, NULL::DOUBLE AS local_naturalness "
+                    "WHERE false")
         t0 = time.perf_counter()
         sp = select.SelectParams()
         sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed,

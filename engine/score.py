@@ -4,7 +4,8 @@ Teacher-forced on the chat the student will be trained on: system + question, th
 tokenised by the *student's* tokenizer. Each student token keeps its character span in the response
 text, so `sentences` can align student and teacher tokens although their tokenizers differ. Output
 `data/student_scores/T=<t>/` (schema `tables.STUDENT_SCORES`), persisted and resumable like
-generation: shards of a fixed slice of responses, a manifest of what changes outputs.
+generation: shards of a fixed slice of responses, a manifest of what changes outputs. Rows follow the
+generations' order exactly (generation files in name order, rows in file order).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def manifest(sp: ScoreParams, student: ModelParams, generations_dir: Path, respo
         "student": student.identity(),
         "shard_responses": sp.shard_responses,
         "generations": gen_manifest.read_text() if gen_manifest.exists() else None,
-        "responses": tables.content_hash(*response_ids, length=32),
+        "responses": tables.content_hash(*response_ids, length=32),  # also pins the order
+        "order": "generations",
     }
 
 
@@ -44,7 +46,8 @@ def run(sp: ScoreParams, student: ModelParams, temperature: float, generations_d
     gens = tables.read_table(generations_dir, columns=["response_id", "question_id", "text"])
     if gens is None:
         raise FileNotFoundError(f"{generations_dir}: no generations; run `dasd generate` first")
-    gens = gens.sort_by("response_id")
+    # rows stay in the generations' order (files, then rows), so `sentences` can pair the two tables by
+    # streaming both side by side, without a join that would have to hold token lists in memory
     qs = tables.read_table(questions_dir, columns=["question_id", "messages"])
     prompts = dict(zip(qs.column("question_id").to_pylist(), qs.column("messages").to_pylist()))
     rids, qids, texts = (gens.column(c).to_pylist() for c in ("response_id", "question_id", "text"))

@@ -15,8 +15,8 @@ Sentence probability under a model = exp(mean logprob of its tokens) (geometric 
 probabilities). Type for margin β: teacher if p_teacher − p_student > β, student if p_student −
 p_teacher > β, shared otherwise; `unaligned` when a model has no token starting in the sentence.
 The alignment is a compiled merge walk (engine/kernels/align.py); means, probabilities and types are
-decided in DuckDB (sql/sentences.sql). Responses stream through in batches (a DuckDB join of
-generations and student scores ordered by response_id, within `memory_limit`), one shard per batch.
+decided in DuckDB (sql/sentences.sql). Responses stream through in batches: `score` writes its rows
+in the generations' order, so both tables are read side by side, never joined; one shard per batch.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import sql, tables
 from .kernels.align import align
@@ -88,28 +89,60 @@ def sentence_sums(batch: pa.RecordBatch, spans: list[list[tuple[int, int]]]) -> 
     return pa.table(out)
 
 
-# one row per response with both models' tokens, in a fixed order (so shards are reproducible)
-_PAIRED = """SELECT g.response_id, g.question_id, g.temperature, g.text,
-       g.token_starts AS teacher_starts, g.token_logprobs AS teacher_logprobs,
-       s.token_starts AS student_starts, s.student_logprobs
-FROM generations g JOIN student_scores s USING (response_id)
-ORDER BY g.response_id"""
+_GEN_COLUMNS = ["response_id", "question_id", "temperature", "text", "token_starts", "token_logprobs"]
+_SCORE_COLUMNS = ["response_id", "token_starts", "student_logprobs"]
 
 
-def write_sentences(con, beta: float, out_dir: Path, spans_of, batch_rows: int = 4096) -> tuple[int, dict]:
-    """Stream the paired responses of `con` (views generations, student_scores) in batches: spans by
-    `spans_of(batch)`, alignment, then sql/sentences.sql; one shard per batch. Returns (responses, by type)."""
+def _batches(folder: Path, columns: list[str], batch_rows: int):
+    for f in sorted(Path(folder).glob("*.parquet")):
+        yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def paired_batches(generations_dir: Path, scores_dir: Path, batch_rows: int = 4096):
+    """Generations and their student scores side by side, one row per response, streamed: `score` writes
+    its rows in the generations' order, so the two tables pair row by row without a join (memory stays
+    at a batch). Columns: response_id, question_id, temperature, text, teacher_starts, teacher_logprobs,
+    student_starts, student_logprobs."""
+    scores, pending = _batches(scores_dir, _SCORE_COLUMNS, batch_rows), None
+    for gen in _batches(generations_dir, _GEN_COLUMNS, batch_rows):
+        parts, need = [], gen.num_rows
+        while need:
+            if pending is None or pending.num_rows == 0:
+                pending = next(scores, None)
+                if pending is None:
+                    raise ValueError(f"{scores_dir}: fewer student scores than generations; rerun `dasd score`")
+            take = min(need, pending.num_rows)
+            parts.append(pending.slice(0, take))
+            pending, need = pending.slice(take), need - take
+        score = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else None
+        if score is not None and not score.column("response_id").equals(pa.chunked_array([gen.column("response_id")])):
+            raise ValueError(f"{scores_dir}: student scores are not in the generations' order (scored by an older "
+                             "engine, or for other generations): rerun `dasd score`")
+        yield pa.RecordBatch.from_pydict({
+            "response_id": gen.column("response_id"), "question_id": gen.column("question_id"),
+            "temperature": gen.column("temperature"), "text": gen.column("text"),
+            "teacher_starts": gen.column("token_starts"), "teacher_logprobs": gen.column("token_logprobs"),
+            "student_starts": score.column("token_starts").combine_chunks(),
+            "student_logprobs": score.column("student_logprobs").combine_chunks()})
+    if (pending is not None and pending.num_rows) or next(scores, None) is not None:
+        raise ValueError(f"{scores_dir}: more student scores than generations; rerun `dasd score`")
+
+
+def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None) -> tuple[int, dict]:
+    """For each batch of paired responses (`paired_batches`): spans by `spans_of(batch)`, alignment,
+    then sql/sentences.sql; one shard per batch. Returns (responses, sentences by type)."""
     for old in Path(out_dir).glob("*.parquet"):  # a rerun replaces every shard
         old.unlink()
-    typing = con.cursor()  # a second cursor: the paired stream stays open while each batch is typed
-    typing.execute("SET VARIABLE beta = ?", [beta])
+    con = con or sql.connect()
+    con.execute("SET VARIABLE beta = ?", [beta])
     query = (sql.SQL_DIR / "sentences.sql").read_text()
     n_resp, by_type = 0, {}
-    for part, batch in enumerate(con.sql(_PAIRED).to_arrow_reader(batch_rows)):
-        typing.register("sentence_sums", sentence_sums(batch, spans_of(batch)))
-        table = typing.sql(query).to_arrow_table().cast(tables.SENTENCES)
-        typing.unregister("sentence_sums")
-        tables.write_parquet(table, Path(out_dir) / f"part-{part:05d}.parquet")
+    for part, batch in enumerate(batches):
+        con.register("sentence_sums", sentence_sums(batch, spans_of(batch)))
+        table = con.sql(query).to_arrow_table().cast(tables.SENTENCES)
+        con.unregister("sentence_sums")
+        # derived in seconds from the tables above it: fast compression rather than the smallest file
+        tables.write_parquet(table, Path(out_dir) / f"part-{part:05d}.parquet", compression_level=1)
         n_resp += batch.num_rows
         for t in table.column("type").value_counts().to_pylist():
             by_type[t["values"]] = by_type.get(t["values"], 0) + t["counts"]
@@ -122,15 +155,11 @@ def run(sp: SentencesParams, temperature: float, generations_dir: Path, scores_d
         raise FileNotFoundError(f"{generations_dir}: no generations; run `dasd generate` first")
     if tables.read_table(scores_dir, columns=["response_id"]) is None:
         raise FileNotFoundError(f"{scores_dir}: no student scores; run `dasd score` first")
-    out_dir = Path(out_dir)
-    con = sql.connect(memory_limit=sp.memory_limit, threads=sp.threads, temp_directory=str(out_dir.parent / ".duckdb-tmp"))
-    sql.create_views(con, {"generations": generations_dir, "student_scores": scores_dir})
-    missing = con.sql("SELECT response_id FROM generations EXCEPT SELECT response_id FROM student_scores "
-                      "ORDER BY 1 LIMIT 5").fetchall()
-    if missing:
-        raise ValueError(f"{scores_dir}: no student score for responses {[m[0] for m in missing]}; rerun `dasd score`")
-    n_resp, by_type = write_sentences(con, sp.beta, out_dir, lambda batch: [
-        split(t, sp.min_chars) for t in batch.column("text").to_pylist()], batch_rows)
+    con = sql.connect(memory_limit=sp.memory_limit, threads=sp.threads,
+                      temp_directory=str(Path(out_dir).parent / ".duckdb-tmp"))
+    n_resp, by_type = write_sentences(paired_batches(generations_dir, scores_dir, batch_rows), sp.beta, out_dir,
+                                      lambda batch: [split(t, sp.min_chars) for t in batch.column("text").to_pylist()],
+                                      con)
     summary = {"temperature": temperature, "beta": sp.beta, "responses": n_resp,
                "sentences": sum(by_type.values()), "by_type": by_type}
     tables.write_json(summary, metrics_path)

@@ -168,13 +168,14 @@ def content_hash(*parts: object, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write one Parquet file atomically: readers see the old file or the whole new one."""
+def write_parquet(table: pa.Table, path: Path, compression_level: int = 6) -> None:
+    """Write one Parquet file atomically: readers see the old file or the whole new one. Level 6 for
+    what is stored long (generations, scores); streams of derived rows can trade size for speed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     encoded = [c for c in _ENCODINGS if c in table.column_names]
-    pq.write_table(table, tmp, compression="zstd", compression_level=6,
+    pq.write_table(table, tmp, compression="zstd", compression_level=compression_level,
                    use_dictionary=[c for c in table.column_names if c not in encoded],
                    column_encoding={f"{c}.list.element": _ENCODINGS[c] for c in encoded} or None)
     with open(tmp, "rb") as f:

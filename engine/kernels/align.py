@@ -47,7 +47,7 @@ def align(sent_off: np.ndarray, sent_start: np.ndarray, starts: pa.ListArray, lo
     total = np.zeros(len(sent_start), dtype=np.float64)
     _assign(np.asarray(sent_off, dtype=np.int64), np.asarray(sent_start, dtype=np.int32), offsets,
             starts.values.to_numpy().astype(np.int32, copy=False),
-            logprobs.values.to_numpy().astype(np.float64), count, total)
+            logprobs.values.to_numpy(), count, total)
     return count, total
 
 
