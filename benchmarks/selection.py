@@ -188,6 +188,7 @@ def stage_pool(folder: Path, copies: int, seed: int = 0) -> int:
     qids = sorted({g["question_id"] for g in gens})
     q = pa.table({"question_id": qids, "domain": ["math"] * len(qids)})
     tables.write_parquet(q, folder / "questions" / "part-00000.parquet")
+    tables.write_parquet(tables.NATURALNESS.empty_table(), folder / "naturalness" / "part-00000.parquet")  # stage off
     return len(gens)
 
 
@@ -206,7 +207,7 @@ def bench_scaling() -> None:
             filter_stage.run(filter_stage.FilterParams(), 1.0, d / "generations", d / "student_scores",
                              d / "questions", d / "filter", d / "m2.json")
             times["filter"] = time.perf_counter() - t0
-            pool = {"sentences": d / "sentences", "student_scores": d / "student_scores"}
+            pool = {"sentences": d / "sentences", "student_scores": d / "student_scores", "naturalness": d / "naturalness"}
             t0 = time.perf_counter()
             dedup.run(dedup.DedupParams(), select.SelectParams(), 1.0, dict(pool, kept=d / "filter" / "kept.parquet"),
                       d / "generations", d / "dedup", d / "m3.json")
