@@ -78,9 +78,8 @@ def test_export_preprocesses_in_axolotl_with_assistant_only_labels(tmp_path, min
     rows = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(rows) == 2
     tok = AutoTokenizer.from_pretrained(mini["student"])
-    for row, text in zip(rows, answers.values()):
-        ids, labels = row["input_ids"], row["labels"]
-        trained = [i for i, lab in zip(ids, labels) if lab != -100]
-        decoded = tok.decode(trained)
-        assert text in decoded  # the whole assistant turn, reasoning and answer, is trained
-        assert "helpful assistant" not in decoded and "apples and buys" not in decoded  # system, user masked
+    trained = [tok.decode([i for i, lab in zip(row["input_ids"], row["labels"]) if lab != -100]) for row in rows]
+    for text in answers.values():  # the whole assistant turn, reasoning and answer, is trained (rows may be shuffled)
+        assert sum(text in t for t in trained) == 1
+    for t in trained:  # and nothing of the system prompt or the question
+        assert "helpful assistant" not in t and "apples and buys" not in t

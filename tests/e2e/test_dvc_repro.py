@@ -50,7 +50,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         sh(cmd, clone, env)
 
     out = sh(["dvc", "repro"], clone, env)
-    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "dedup", "select") for t in ("0.6", "1.0")}
+    per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "naturalness", "dedup", "select") for t in ("0.6", "1.0")}
     assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2"} | per_t
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 150 and mini["teacher"]["problems"] == 8
