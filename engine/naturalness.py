@@ -18,7 +18,7 @@ import pyarrow as pa
 from . import sql, tables
 from .backends import ScoreRequest, make_backend
 from .jobs import run_shards
-from .params import ModelParams, ParamsError  # noqa: F401  (ModelParams: the student's, as for score)
+from .params import ModelParams, ParamsError
 from .score import tokenize_response
 
 

@@ -43,12 +43,12 @@ def score_candidates(con, sp: SelectParams, inputs: dict[str, Path]) -> None:
     sql.create_views(con, inputs)
     sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed,
                  selector=sp.selector).create("select_candidates")
-    missing = con.sql("SELECT response_id FROM kept EXCEPT SELECT response_id FROM select_candidates "
-                      "ORDER BY 1 LIMIT 5").fetchall()
     if sp.selector == "local_naturalness" and not con.sql(
             "SELECT count(local_naturalness) FROM select_candidates").fetchall()[0][0]:
         raise ParamsError("select.selector local_naturalness needs the `naturalness` stage: set "
                           "naturalness.enabled: true and rerun")
+    missing = con.sql("SELECT response_id FROM kept EXCEPT SELECT response_id FROM select_candidates "
+                      "ORDER BY 1 LIMIT 5").fetchall()
     if missing:  # a kept response without sentences or student scores would vanish from the pool silently
         raise ValueError(f"{inputs['kept']}: responses without sentences or student scores, e.g. "
                          f"{[m[0] for m in missing]}; rerun `dasd score` and `dasd sentences`")
