@@ -209,7 +209,7 @@ def run_trl(tp: TrainParams, name: str, root: Path) -> dict:
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return {"examples": len(ds), "steps": out.global_step, "train_loss": out.training_loss,
             "first_loss": float(losses[0]) if losses else None, "last_loss": float(losses[-1]) if losses else None,
-            "runtime_s": round(out.metrics.get("train_runtime", 0.0), 2)}
+            "runtime_s": round(out.metrics.get("train_runtime", 0.0), 2)}  # printed, not in the metrics file
 
 
 def run(tp: TrainParams, name: str, root: Path, metrics_path: Path) -> dict:
@@ -223,6 +223,7 @@ def run(tp: TrainParams, name: str, root: Path, metrics_path: Path) -> dict:
         report["run"] = (f"axolotl train data/train/{name}/configs/axolotl.yaml" if tp.trainer == "axolotl" else
                          f"llamafactory-cli train data/train/{name}/configs/llamafactory.yaml")
         print(f"train {name}: configs rendered; run `{report['run']}` on a GPU machine")
-    tables.write_json({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in report.items()},
-                      metrics_path)
+    # the metrics file holds only what the inputs decide (a rerun writes the same bytes): no wall time
+    tables.write_json({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in report.items()
+                       if k != "runtime_s"}, metrics_path)
     return report
