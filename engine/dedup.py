@@ -83,8 +83,11 @@ def run(dp: DedupParams, selp: SelectParams, temperature: float, inputs: dict[st
     rids = members.column("response_id").to_pylist()
     survivors = members.column("survivor_id").to_pylist()
     row = {rid: i for i, rid in enumerate(pool.column("response_id").to_pylist())}
-    similarity = [float((sigs[row[r]] == sigs[row[s]]).mean()) if sigs is not None else 1.0
-                  for r, s in zip(rids, survivors)]
+    if sigs is None:
+        similarity = [1.0] * len(rids)
+    else:  # estimated Jaccard of each response with its survivor, all at once
+        similarity = minhash.jaccard(sigs, np.array([[row[r], row[s]] for r, s in zip(rids, survivors)],
+                                                    dtype=np.int64).reshape(-1, 2)).tolist()
     clusters = pa.table({"response_id": rids, "question_id": members.column("question_id"),
                          "cluster": members.column("cluster").cast(pa.int64()),
                          "cluster_size": members.column("cluster_size").cast(pa.int32()),
