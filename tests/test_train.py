@@ -52,7 +52,7 @@ def test_one_set_of_hyperparameters_rendered_for_every_trainer(tmp_path):
     entry = info["dasd_stage2"]
     assert entry["formatting"] == "sharegpt" and entry["columns"] == {"messages": "messages"}
     assert entry["file_name"] == "../../../export/stage2/train.parquet"
-    assert train.render(params("b"), "stage1", tmp_path / "s1") is None
+    train.render(params("b"), "stage1", tmp_path / "s1")
     assert yaml.safe_load((tmp_path / "s1" / "axolotl.yaml").read_text())["base_model"] == "b"
 
 
