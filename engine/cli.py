@@ -24,6 +24,11 @@ EPILOG = """pipeline (dvc repro runs these in order):
   select         divergence-aware selection (or a baseline) -> data/select/T=<t>/
   export         SFT sets: stage1 (low T), stage2 (high T) -> data/export/<stage>/train.parquet
   train          an SFT phase on its set (configs for Axolotl / LLaMA-Factory / TRL) -> data/train/<phase>/
+  rollout        mixed policy: the stage-2 student answers, capped at 1.5x the teacher -> data/rollout/
+  truncate       keep rollouts that hit the cap, cut each past half -> data/truncate/
+  continue       the teacher continues each student prefix -> data/continue/ (resumable)
+  mixed_filter   the filter's rules on prefix + continuation -> data/mixed_filter/
+  export_mixed   the stage-3 set: mixed-policy samples + off-policy ones -> data/export/stage3/
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -173,12 +178,25 @@ def cmd_export(args):
     names = [args.stage] if args.stage else list(stages)
     for name in names:
         if name not in stages:
-            raise P.ParamsError(f"export.stages has no stage {name!r} (has: {sorted(stages)})")
+            raise P.ParamsError(f"export.stages has no stage {name!r} (has: {sorted(stages)}; the mixed-policy "
+                                "set is `dasd export_mixed`)")
         t = stages[name]["temperature"]
         d, data = P.temperature_dir(t), root / "data"
         r = export.run(name, t, data / "select" / d, data / "generations" / d, data / "questions",
                        data / "export" / name, root / "metrics" / "export" / f"{name}.json")
         print(f"export {name}: {r['examples']} examples from T={t}")
+
+
+def cmd_export_mixed(args):
+    from . import continuation, export
+
+    root, params = _ctx(args)
+    mp = P.section(params.get("export", {}), "mixed", export.MixedExportParams)
+    t = P.section(params, "continue", continuation.ContinueParams).temperature  # recorded on the mixed rows
+    data = root / "data"
+    r = export.run_mixed(mp, t, data / "mixed_filter" / "kept.parquet", data / "continue", data / "questions",
+                         data / "export", root / "metrics" / "export" / f"{mp.name}.json")
+    print(f"export_mixed: {mp.name}: {r['examples']} examples ({r['mixed']} mixed-policy, {r['off_policy']} off-policy)")
 
 
 def cmd_train(args):
@@ -191,6 +209,47 @@ def cmd_train(args):
         if tp.trainer == "trl":
             print(f"train {name}: {r['steps']} steps on {r['examples']} examples, loss {r['first_loss']:.3f} -> "
                   f"{r['last_loss']:.3f} ({r['runtime_s']} s)")
+
+
+def cmd_rollout(args):
+    from . import rollout
+
+    root, params = _ctx(args)
+    rp = P.section(params, "rollout", rollout.RolloutParams)
+    r = rollout.run(rp, root / "data" / "export" / rp.source, root / "data" / "rollout", root / "metrics" / "rollout.json",
+                    progress=not args.no_progress)
+    print(f"rollout: {r['rollouts']} student answers, {r['hit_cap']} hit their cap (mean cap {r['mean_cap'] or 0:.0f} tokens)")
+
+
+def cmd_truncate(args):
+    from . import truncate
+
+    root, params = _ctx(args)
+    r = truncate.run(P.section(params, "truncate", truncate.TruncateParams), root / "data" / "rollout",
+                     root / "data" / "truncate", root / "metrics" / "truncate.json",
+                     min_chars=params.get("sentences", {}).get("min_chars", 8))
+    print(f"truncate: {r['input']} rollouts -> {r['truncated']} cut (by rule: {r['rejections_by_rule']})")
+
+
+def cmd_continue(args):
+    from . import continuation
+
+    root, params = _ctx(args)
+    r = continuation.run(P.section(params, "continue", continuation.ContinueParams),
+                         P.section(params, "teacher", P.ModelParams), root / "data" / "truncate", root / "data" / "questions",
+                         root / "data" / "continue", root / "metrics" / "continue.json", progress=not args.no_progress)
+    print(f"continue: {r['continued']} of {r['input']} prefixes continued by the teacher (boundary: {r['boundary']})")
+
+
+def cmd_mixed_filter(args):
+    from . import filter as filter_stage
+    from . import mixed_filter
+
+    root, params = _ctx(args)
+    r = mixed_filter.run(P.section(params, "filter", filter_stage.FilterParams), P.section(params, "student", P.ModelParams),
+                         root / "data" / "continue", root / "data" / "questions", root / "data" / "mixed_filter",
+                         root / "metrics" / "mixed_filter.json")
+    print(f"mixed_filter: {r['input']} in -> {r['kept']} kept, {r['rejected']} rejected (by rule: {r['rejections_by_rule']})")
 
 
 def cmd_sql(args):
@@ -222,13 +281,17 @@ def cmd_sql(args):
                 print(json.dumps(row, default=str, ensure_ascii=False))
 
 
-def _per_temperature(s: argparse.ArgumentParser, func, progress: bool = False) -> None:
-    """Options of the stages that run once per temperature (one DVC matrix stage each); `progress`:
-    the stage is long (model calls) and shows a progress bar."""
-    s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
+def _command(sub, name: str, func, help_: str, description: str, per_temperature: bool = False,
+             progress: bool = False) -> argparse.ArgumentParser:
+    """One subcommand. `per_temperature`: the stage runs once per temperature (one DVC matrix stage
+    each); `progress`: the stage is long (model calls) and shows a progress bar."""
+    s = sub.add_parser(name, help=help_, description=description)
+    if per_temperature:
+        s.add_argument("--temperature", help="one temperature (default: all of generate.temperatures)")
     if progress:
         s.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     s.set_defaults(func=func)
+    return s
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,83 +301,99 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="params file (default: params.yaml at the project root)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("miniature", help="build the default profile's questions and small models",
-                       description="Writes data/miniature/: a procedural arithmetic question set and a small "
-                       "teacher and student (different tokenizers) built on CPU from params `miniature`.")
-    s.set_defaults(func=cmd_miniature)
+    _command(sub, "miniature", cmd_miniature, "build the default profile's questions and small models",
+             "Writes data/miniature/: a procedural arithmetic question set and a small "
+             "teacher and student (different tokenizers) built on CPU from params `miniature`.")
 
-    s = sub.add_parser("questions", help="ingest question sources into data/questions/",
-                       description="Reads every source of params `questions.sources` (JSONL/JSON/Parquet/CSV, "
-                       "gzip or not, Hub or local datasets), maps columns, collapses exact duplicates, and "
-                       "writes data/questions/, data/quarantine/questions.parquet and metrics/questions.json.")
-    s.set_defaults(func=cmd_questions)
+    _command(sub, "questions", cmd_questions, "ingest question sources into data/questions/",
+             "Reads every source of params `questions.sources` (JSONL/JSON/Parquet/CSV, "
+             "gzip or not, Hub or local datasets), maps columns, collapses exact duplicates, and "
+             "writes data/questions/, data/quarantine/questions.parquet and metrics/questions.json.")
 
-    s = sub.add_parser("generate", help="sample the teacher at a temperature (resumable)",
-                       description="n teacher samples per question with every sampled token's logprob and "
-                       "character span, into data/generations/T=<t>/. Safe to kill and rerun: finished "
-                       "shards are kept; a change of output-changing params starts clean.")
-    _per_temperature(s, cmd_generate, progress=True)
+    _command(sub, "generate", cmd_generate, "sample the teacher at a temperature (resumable)",
+             "n teacher samples per question with every sampled token's logprob and "
+             "character span, into data/generations/T=<t>/. Safe to kill and rerun: finished "
+             "shards are kept; a change of output-changing params starts clean.",
+             per_temperature=True, progress=True)
 
-    s = sub.add_parser("score", help="student logprobs of every teacher response (resumable)",
-                       description="Teacher-forces the student on system + question + each teacher response "
-                       "(tokenised by the student's tokenizer) and stores every token's logprob, rank and "
-                       "character span in data/student_scores/T=<t>/. Resumable like generate.")
-    _per_temperature(s, cmd_score, progress=True)
+    _command(sub, "score", cmd_score, "student logprobs of every teacher response (resumable)",
+             "Teacher-forces the student on system + question + each teacher response "
+             "(tokenised by the student's tokenizer) and stores every token's logprob, rank and "
+             "character span in data/student_scores/T=<t>/. Resumable like generate.",
+             per_temperature=True, progress=True)
 
-    s = sub.add_parser("sentences", help="split responses into sentences, align both models, type them",
-                       description="Splits each response into sentences (rules in engine/sentences.py), assigns "
-                       "every teacher and student token to its sentence by character span, and writes "
-                       "p_teacher, p_student and the type (teacher | student | shared for margin beta) to "
-                       "data/sentences/T=<t>/.")
-    _per_temperature(s, cmd_sentences)
+    _command(sub, "sentences", cmd_sentences, "split responses into sentences, align both models, type them",
+             "Splits each response into sentences (rules in engine/sentences.py), assigns "
+             "every teacher and student token to its sentence by character span, and writes "
+             "p_teacher, p_student and the type (teacher | student | shared for margin beta) to "
+             "data/sentences/T=<t>/.", per_temperature=True)
 
-    s = sub.add_parser("filter", help="quality rules: length, structure, repetition, truncation",
-                       description="Measures every response (student-token length, <think> structure, tool "
-                       "calls, truncation, Gopher-style repetition, runaway loops) and rejects those over the "
-                       "thresholds of params `filter.rules`: data/filter/T=<t>/{kept,rejections}.parquet, one "
-                       "rejection row per failed rule.")
-    _per_temperature(s, cmd_filter)
+    _command(sub, "filter", cmd_filter, "quality rules: length, structure, repetition, truncation",
+             "Measures every response (student-token length, <think> structure, tool "
+             "calls, truncation, Gopher-style repetition, runaway loops) and rejects those over the "
+             "thresholds of params `filter.rules`: data/filter/T=<t>/{kept,rejections}.parquet, one "
+             "rejection row per failed rule.", per_temperature=True)
 
-    s = sub.add_parser("naturalness", help="local naturalness of each kept response (optional selector)",
-                       description="With params naturalness.enabled: true, the student scores every step "
-                       "(sentence) of each kept response given the question and only the `window` steps before "
-                       "it; a response's local naturalness is the mean step logprob (select.selector: "
-                       "local_naturalness). Off by default: writes an empty table. Resumable like score.")
-    _per_temperature(s, cmd_naturalness, progress=True)
+    _command(sub, "naturalness", cmd_naturalness, "local naturalness of each kept response (optional selector)",
+             "With params naturalness.enabled: true, the student scores every step "
+             "(sentence) of each kept response given the question and only the `window` steps before "
+             "it; a response's local naturalness is the mean step logprob (select.selector: "
+             "local_naturalness). Off by default: writes an empty table. Resumable like score.",
+             per_temperature=True, progress=True)
 
-    s = sub.add_parser("dedup", help="near-duplicate removal with MinHash + LSH",
-                       description="Among the responses the filter kept: MinHash signatures of word n-grams, "
-                       "LSH candidate pairs within each question (or the pool), verified at params "
-                       "`dedup.threshold`; each cluster keeps the response the selector scores highest. "
-                       "Writes data/dedup/T=<t>/{kept,clusters,rejections}.parquet.")
-    _per_temperature(s, cmd_dedup)
+    _command(sub, "dedup", cmd_dedup, "near-duplicate removal with MinHash + LSH",
+             "Among the responses the filter kept: MinHash signatures of word n-grams, "
+             "LSH candidate pairs within each question (or the pool), verified at params "
+             "`dedup.threshold`; each cluster keeps the response the selector scores highest. "
+             "Writes data/dedup/T=<t>/{kept,clusters,rejections}.parquet.", per_temperature=True)
 
-    s = sub.add_parser("select", help="per question, keep the response the student most needs (DAS)",
-                       description="Scores every kept response with every selector (das, random, "
-                       "global_naturalness, local_naturalness, rank_surprisal) and keeps the top_k per question by params "
-                       "`select.selector`: data/select/T=<t>/selected.parquet.")
-    _per_temperature(s, cmd_select)
+    _command(sub, "select", cmd_select, "per question, keep the response the student most needs (DAS)",
+             "Scores every kept response with every selector (das, random, "
+             "global_naturalness, local_naturalness, rank_surprisal) and keeps the top_k per question by params "
+             "`select.selector`: data/select/T=<t>/selected.parquet.", per_temperature=True)
 
-    s = sub.add_parser("export", help="write an SFT phase's training set as messages Parquet",
-                       description="Joins the selected responses of the phase's temperature (params "
-                       "`export.stages`) with their questions into data/export/<stage>/train.parquet.")
+    s = _command(sub, "export", cmd_export, "write an SFT phase's training set as messages Parquet",
+                 "Joins the selected responses of the phase's temperature (params "
+                 "`export.stages`) with their questions into data/export/<stage>/train.parquet.")
     s.add_argument("--stage", help="one stage of export.stages (default: all)")
-    s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("train", help="one SFT phase: render every trainer's config, run the configured one",
-                       description="Renders the phase's Axolotl, LLaMA-Factory and TRL configs from params `train` "
-                       "(hyperparameters in one place) into data/train/<phase>/configs/ and, with trainer: trl, "
-                       "trains here (the default profile's CPU runner) into data/train/<phase>/model.")
+    s = _command(sub, "train", cmd_train, "one SFT phase: render every trainer's config, run the configured one",
+                 "Renders the phase's Axolotl, LLaMA-Factory and TRL configs from params `train` "
+                 "(hyperparameters in one place) into data/train/<phase>/configs/ and, with trainer: trl, "
+                 "trains here (the default profile's CPU runner) into data/train/<phase>/model.")
     s.add_argument("--phase", help="one phase of train.phases (default: all, in order)")
-    s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sql", help="query stage outputs with DuckDB",
-                       description="Runs a query (or a .sql file) with one view per stage output: "
-                       + ", ".join(SQL_VIEWS) + ".")
+    _command(sub, "rollout", cmd_rollout, "mixed policy: the stage-2 student answers questions of the selected set",
+             "Draws params `rollout.questions` questions from the exported set `rollout.source` "
+             "and samples the student `rollout.student` once per question, capped at ceil(length_factor x "
+             "the teacher response's length in student tokens): data/rollout/. Resumable like generate.",
+             progress=True)
+
+    _command(sub, "truncate", cmd_truncate, "keep rollouts that hit their cap; cut each past half",
+             "Rollouts that finished on their own are rejected (not_truncated); each other "
+             "one is cut at a seeded uniform fraction in params `truncate.cut`, on a student token boundary "
+             "(or the next sentence end with snap: sentence): data/truncate/{truncated,rejections}.parquet.")
+
+    _command(sub, "continue", cmd_continue, "the teacher continues each truncated student prefix",
+             "Renders the conversation, appends the prefix inside the assistant turn (harmony "
+             "channels for gpt-oss) and samples the teacher's continuation with its logprobs: "
+             "data/continue/ (joined text, boundary check). Resumable like generate.", progress=True)
+
+    _command(sub, "mixed_filter", cmd_mixed_filter, "the filter's rules on every joined mixed-policy response",
+             "Params `filter` on prefix + continuation, plus the boundary rule: "
+             "data/mixed_filter/{kept,rejections}.parquet, one rejection row per failed rule.")
+
+    _command(sub, "export_mixed", cmd_export_mixed, "the mixed-policy SFT set (stage 3) as messages Parquet",
+             "mixed_filter's kept samples (student prefix + teacher continuation, the prefix "
+             "marked per message in `train_detail`) plus params `export.mixed.off_policy_samples` rows "
+             "drawn from the off-policy sets: data/export/<export.mixed.name>/train.parquet.")
+
+    s = _command(sub, "sql", cmd_sql, "query stage outputs with DuckDB",
+                 "Runs a query (or a .sql file) with one view per stage output: "
+                 + ", ".join(SQL_VIEWS) + ".")
     s.add_argument("query", help="SQL text or path to a .sql file")
     s.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
     s.add_argument("--max-rows", type=int, default=40)
-    s.set_defaults(func=cmd_sql)
     return p
 
 

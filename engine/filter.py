@@ -135,33 +135,48 @@ def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dic
     return pa.Table.from_pylist(rows)
 
 
+def decide(measures_table: pa.Table, thresholds: dict[str, float], stage: str):
+    """sql/filter.sql over one row of measures per response: (connection holding views `measures` and
+    `rejections`, rejections, kept) — one rejection row per failed rule, kept = responses with none."""
+    con = sql.connect()
+    con.register("measures", measures_table)
+    con.register("thresholds", pa.table({"rule": list(thresholds), "threshold": list(thresholds.values())}))
+    rejections = sql.run_file(con, "filter", stage=stage).to_arrow_table().cast(tables.REJECTIONS)
+    con.register("rejections", rejections)
+    kept = con.sql("SELECT response_id, question_id FROM measures WHERE response_id NOT IN "
+                   "(SELECT response_id FROM rejections) ORDER BY response_id").to_arrow_table()
+    return con, rejections, kept
+
+
+def write(con, rejections: pa.Table, kept: pa.Table, n_input: int, out_dir: Path, questions_dir: Path) -> dict:
+    """Both tables into out_dir, and the counts every report of a rule stage holds."""
+    tables.write_parquet(rejections, Path(out_dir) / "rejections.parquet")
+    tables.write_parquet(kept, Path(out_dir) / "kept.parquet")
+    sql.create_views(con, {"questions": questions_dir})
+    report = {"input": n_input, "kept": kept.num_rows, "rejected": n_input - kept.num_rows,
+              "rejections_by_rule": dict(con.sql("SELECT rule, count(*) FROM rejections GROUP BY 1 ORDER BY 1").fetchall()),
+              "by_domain": {d: {"input": i, "kept": k} for d, i, k in con.sql(
+                  "SELECT q.domain, count(*), count(*) FILTER (m.response_id NOT IN (SELECT response_id FROM rejections)) "
+                  "FROM measures m JOIN questions q USING (question_id) GROUP BY 1 ORDER BY 1").fetchall()}}
+    assert report["kept"] + report["rejected"] == report["input"]
+    return report
+
+
+def references(fp: FilterParams, questions_dir: Path) -> dict[str, tuple]:
+    """question_id -> (domain, reference answer), read only when the wrong_answer rule is on."""
+    if "wrong_answer" not in fp.thresholds():
+        return {}
+    qs = tables.read_table(questions_dir, columns=["question_id", "domain", "reference_answer"])
+    return {q: (d, a) for q, d, a in zip(*(qs.column(c).to_pylist() for c in qs.column_names))}
+
+
 def run(fp: FilterParams, temperature: float, generations_dir: Path, scores_dir: Path, questions_dir: Path,
         out_dir: Path, metrics_path: Path) -> dict:
     gens = tables.read_table(generations_dir, columns=["response_id", "question_id", "text", "finish_reason"])
     scores = tables.read_table(scores_dir, columns=["response_id", "student_token_count"])
     if gens is None or scores is None:
         raise FileNotFoundError(f"{generations_dir} or {scores_dir}: run `dasd generate` and `dasd score` first")
-    thresholds = fp.thresholds()
-    references = {}
-    if "wrong_answer" in thresholds:
-        qs = tables.read_table(questions_dir, columns=["question_id", "domain", "reference_answer"])
-        references = {q: (d, a) for q, d, a in zip(*(qs.column(c).to_pylist() for c in qs.column_names))}
-    con = sql.connect()
-    con.register("measures", measures(gens, scores, fp, references))
-    con.register("thresholds", pa.table({"rule": list(thresholds), "threshold": list(thresholds.values())}))
-    sql.create_views(con, {"questions": questions_dir})
-    rejections = sql.run_file(con, "filter", stage="filter").to_arrow_table().cast(tables.REJECTIONS)
-    con.register("rejections", rejections)
-    kept = con.sql("SELECT response_id, question_id FROM measures WHERE response_id NOT IN "
-                   "(SELECT response_id FROM rejections) ORDER BY response_id").to_arrow_table()
-    tables.write_parquet(rejections, Path(out_dir) / "rejections.parquet")
-    tables.write_parquet(kept, Path(out_dir) / "kept.parquet")
-    report = {"temperature": temperature, "input": gens.num_rows, "kept": kept.num_rows,
-              "rejected": gens.num_rows - kept.num_rows,
-              "rejections_by_rule": dict(con.sql("SELECT rule, count(*) FROM rejections GROUP BY 1 ORDER BY 1").fetchall()),
-              "by_domain": {d: {"input": i, "kept": k} for d, i, k in con.sql(
-                  "SELECT q.domain, count(*), count(*) FILTER (m.response_id NOT IN (SELECT response_id FROM rejections)) "
-                  "FROM measures m JOIN questions q USING (question_id) GROUP BY 1 ORDER BY 1").fetchall()}}
-    assert report["kept"] + report["rejected"] == report["input"]
+    con, rejections, kept = decide(measures(gens, scores, fp, references(fp, questions_dir)), fp.thresholds(), "filter")
+    report = {"temperature": temperature, **write(con, rejections, kept, gens.num_rows, out_dir, questions_dir)}
     tables.write_json(report, metrics_path)
     return report

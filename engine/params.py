@@ -54,6 +54,25 @@ def section(params: dict, name: str, cls):
         raise ParamsError(f"{params.get('_path', 'params')}: {name}: {e}") from None
 
 
+def folder_fingerprint(folder: Path, whole_below: int = 64 << 20, edge: int = 1 << 20) -> str:
+    """A hash of a model folder's files: whole files below `whole_below` bytes; bigger ones (multi-GB
+    weights) by size, head and tail, which any retraining changes, so the hash stays cheap."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(folder)}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            if size < whole_below:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(edge))
+                fh.seek(size - edge)
+                h.update(fh.read(edge))
+    return h.hexdigest()[:32]
+
+
 @dataclass
 class ModelParams:
     """A model and how to run it: `backend` is vllm | openai | transformers; `options` go to the adapter."""
@@ -67,9 +86,11 @@ class ModelParams:
     TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "backoff_s", "api_key_env", "base_url"})
 
     def identity(self) -> dict:
-        """What identifies this model's outputs, for output manifests."""
+        """What identifies this model's outputs, for output manifests: a local folder's content too, since
+        a retrained model (the miniature's, a trained phase's) keeps its path."""
         return {"model": self.model, "revision": self.revision, "backend": self.backend, "format": self.format,
-                "options": {k: v for k, v in self.options.items() if k not in self.TRANSPORT_OPTIONS}}
+                "options": {k: v for k, v in self.options.items() if k not in self.TRANSPORT_OPTIONS},
+                **({"content": folder_fingerprint(Path(self.model))} if Path(self.model).is_dir() else {})}
 
     def __post_init__(self):
         if self.format not in ("chat", "harmony"):

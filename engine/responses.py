@@ -6,6 +6,10 @@ Two response formats:
 - `harmony` (gpt-oss): channels rewritten to `<think>\n{analysis}\n</think>\n\n{final}`; each content
   token's span is moved to where its characters land in the rewrite, header tokens are dropped, and a
   tool call marks the response `tool_call`.
+
+A continuation (the teacher going on from a student's prefix) is built the same way from the prefill's
+tokens followed by the sampled ones, so the text is the joined response as the student sees it; only
+the sampled tokens are kept, with their spans in that joined text.
 """
 from __future__ import annotations
 
@@ -56,7 +60,26 @@ def remap(starts, ends, segments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return keep, new_s, new_e
 
 
-def build(sample: Sample, tokenizer, fmt: str) -> Response:
+def prefill(student_prefix: str, fmt: str) -> str:
+    """A student-format prefix (`<think>\n…`) as the model's own raw output (its format's inverse)."""
+    return harmony.from_student(student_prefix) if fmt == "harmony" else student_prefix
+
+
+def _joined(sample: Sample, prefill_ids: list[int], prefill_text: str) -> tuple[Sample, int]:
+    """The prefill followed by the sample, as one sample; and how many leading tokens are the prefill's."""
+    if sample.token_ids is not None:
+        return Sample(token_ids=list(prefill_ids) + list(sample.token_ids), finish_reason=sample.finish_reason,
+                      logprobs=[float("nan")] * len(prefill_ids) + list(sample.logprobs)), len(prefill_ids)
+    # a chat endpoint that returns bytes only: the prefill is one piece of known bytes
+    return Sample(token_bytes=[prefill_text.encode("utf-8"), *sample.token_bytes], finish_reason=sample.finish_reason,
+                  logprobs=[float("nan"), *sample.logprobs]), 1
+
+
+def build(sample: Sample, tokenizer, fmt: str, prefill_ids: list[int] | None = None, prefill_text: str = "") -> Response:
+    """The stored response of one sample; with `prefill_ids` (and its text), of the prefill + the sample."""
+    first = 0
+    if prefill_ids is not None:
+        sample, first = _joined(sample, prefill_ids, prefill_text)
     raw, starts, ends, ids = decode(sample, tokenizer)
     finish = sample.finish_reason
     if fmt == "harmony":
@@ -74,7 +97,8 @@ def build(sample: Sample, tokenizer, fmt: str) -> Response:
         cut = ends[n - 1] if n else 0
         text, segments = raw[:cut], [(0, cut, 0)]
     keep, new_s, new_e = remap(starts, ends, segments)
+    keep[:first] = False  # a continuation keeps the tokens it sampled, not the prefill's
     idx = np.flatnonzero(keep)
-    return Response(text=text, finish_reason=finish, token_count=len(sample.logprobs),
+    return Response(text=text, finish_reason=finish, token_count=len(sample.logprobs) - first,
                     token_ids=[ids[i] for i in idx], logprobs=[sample.logprobs[i] for i in idx],
                     starts=new_s[idx].tolist(), ends=new_e[idx].tolist(), raw_output=raw)

@@ -22,9 +22,14 @@ VIEWS = {
     "naturalness": "naturalness/*/*.parquet",
     "dedup_clusters": "dedup/*/clusters.parquet",
     "dedup_kept": "dedup/*/kept.parquet",
-    "rejections": "*/*/rejections.parquet",  # every stage that removes responses (filter, dedup, …)
+    # every stage that removes responses: per temperature (filter, dedup) or not (truncate, mixed_filter)
+    "rejections": ["*/*/rejections.parquet", "*/rejections.parquet"],
     "selected": "select/*/selected.parquet",
     "exports": "export/*/train.parquet",
+    "rollouts": "rollout/*.parquet",
+    "truncated": "truncate/truncated.parquet",
+    "continuations": "continue/*.parquet",
+    "mixed_kept": "mixed_filter/kept.parquet",
 }
 
 
@@ -64,10 +69,11 @@ def create_views(con, sources: dict) -> None:
 def register_views(con, data_dir: Path) -> list[str]:
     """A view per stage output that exists under `data_dir`; returns the names created."""
     made = []
-    for view, pattern in VIEWS.items():
-        if any(Path(data_dir).glob(pattern)):
-            path = quote_path(Path(data_dir) / pattern)
+    for view, patterns in VIEWS.items():
+        found = [p for p in ([patterns] if isinstance(patterns, str) else patterns) if any(Path(data_dir).glob(p))]
+        if found:
+            paths = ", ".join(f"'{quote_path(Path(data_dir) / p)}'" for p in found)
             con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM "
-                        f"read_parquet('{path}', union_by_name = true, hive_partitioning = false)")
+                        f"read_parquet([{paths}], union_by_name = true, hive_partitioning = false)")
             made.append(view)
     return made

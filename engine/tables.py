@@ -145,10 +145,74 @@ SELECTED = pa.schema([
     ("sentences", pa.int32()),
 ])
 
+# One row per student rollout of the mixed-policy phase (data/rollout/): the stage-2 student answers a
+# question of the selected set, capped at length_factor x the teacher response's length in student
+# tokens. Token arrays and spans as in GENERATIONS, the logprobs the student's own.
+ROLLOUTS = pa.schema([
+    ("rollout_id", pa.string()),
+    ("question_id", pa.string()),
+    ("source_response_id", pa.string()),   # the selected teacher response whose length sets the cap
+    ("teacher_student_tokens", pa.int32()),  # that response's length in student tokens
+    ("max_tokens", pa.int32()),            # the cap: ceil(length_factor x teacher_student_tokens)
+    ("temperature", pa.float64()),
+    ("seed", pa.int64()),
+    ("student_model", pa.string()),
+    ("backend", pa.string()),
+    ("text", pa.string()),
+    ("finish_reason", pa.string()),        # length: hit the cap (what truncate keeps)
+    ("student_token_count", pa.int32()),   # every sampled token
+    ("token_ids", pa.list_(pa.int32())),
+    ("token_logprobs", pa.list_(pa.float32())),
+    ("token_starts", pa.list_(pa.int32())),
+    ("token_ends", pa.list_(pa.int32())),
+])
+
+# One row per rollout that hit its cap, cut past half (data/truncate/truncated.parquet).
+TRUNCATIONS = pa.schema([
+    ("rollout_id", pa.string()),
+    ("question_id", pa.string()),
+    ("rollout_tokens", pa.int32()),  # student tokens carrying text of the rollout
+    ("cut_token", pa.int32()),       # the prefix is the first cut_token of them
+    ("cut_fraction", pa.float64()),  # cut_token / rollout_tokens, in (low, high) of params truncate.cut
+    ("cut_char", pa.int32()),        # = len(prefix): a token end, and with snap sentence a sentence end
+    ("snap", pa.string()),           # token | sentence (sentence asked, but no sentence end after the draw: token)
+    ("prefix", pa.string()),         # the rollout's exact text up to the cut
+])
+
+# One row per truncated rollout the teacher continued (data/continue/): the joined response as the student
+# sees it. Token arrays cover the continuation's tokens only, spans in the joined text.
+CONTINUATIONS = pa.schema([
+    ("sample_id", pa.string()),
+    ("rollout_id", pa.string()),
+    ("question_id", pa.string()),
+    ("cut_token", pa.int32()),
+    ("cut_fraction", pa.float64()),
+    ("prefix_chars", pa.int32()),         # text[:prefix_chars] is the student's prefix
+    ("boundary", pa.string()),            # ok | no_teacher_form | mismatch (the joined text does not start with the prefix)
+    ("seed", pa.int64()),
+    ("teacher_model", pa.string()),
+    ("backend", pa.string()),
+    ("text", pa.string()),                # prefix + the teacher's continuation
+    ("finish_reason", pa.string()),
+    ("teacher_token_count", pa.int32()),  # every sampled continuation token
+    ("token_ids", pa.list_(pa.int32())),
+    ("token_logprobs", pa.list_(pa.float32())),
+    ("token_starts", pa.list_(pa.int32())),
+    ("token_ends", pa.list_(pa.int32())),
+    ("raw_output", pa.string()),          # the teacher's raw prefill + continuation, for audit
+])
+
+# A message of an exported conversation. `train_detail` (Axolotl's message_field_training_detail) marks
+# character ranges, end inclusive, as trained or not: set on the assistant turn of a mixed-policy sample
+# (student prefix: train false; teacher continuation: train true), null elsewhere. A trainer uses it only
+# when the phase sets mask_student_prefix: true.
+TRAIN_DETAIL = pa.list_(pa.struct([("begin_offset", pa.int32()), ("end_offset", pa.int32()), ("train", pa.bool_())]))
+EXPORT_MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("train_detail", TRAIN_DETAIL)]))
+
 # One row per training example of an SFT phase (data/export/<stage>/train.parquet).
 EXPORT = pa.schema([
-    ("messages", MESSAGES),            # system, user, assistant (<think>…</think> + answer)
-    ("response_id", pa.string()),
+    ("messages", EXPORT_MESSAGES),     # system, user, assistant (<think>…</think> + answer)
+    ("response_id", pa.string()),      # the teacher response, or the mixed-policy sample_id
     ("question_id", pa.string()),
     ("domain", pa.string()),
     ("temperature", pa.float64()),
@@ -156,6 +220,9 @@ EXPORT = pa.schema([
     ("score", pa.float64()),
     ("teacher_sentences", pa.int32()),
     ("sentences", pa.int32()),
+    ("policy", pa.string()),           # off_policy (the teacher's own response) | mixed (student prefix + teacher)
+    ("prefix_chars", pa.int32()),      # the student prefix's length in the assistant turn (0: off_policy)
+    ("cut_fraction", pa.float64()),    # where the student rollout was cut (null: off_policy)
 ])
 
 # Float logprobs compress ~12% better split into byte streams before zstd (measured on generations;

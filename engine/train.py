@@ -9,7 +9,10 @@ so a GPU user can run the same phase elsewhere, and runs the configured one here
 - `trl.json` — the TRL `SFTConfig` arguments of the built-in runner (`trainer: trl`), which trains on CPU
   in the default profile (assistant-only loss needs `{% generation %}` markers in the chat template).
 Phases chain: a phase's `init` is `base` (params `train.base_model`) or the phase it continues from,
-whose `model/` it starts from. Output data/train/<phase>/{model/, configs/} and metrics/train/<phase>.json.
+whose `model/` it starts from. A phase may override hyperparameters (`hyper: {epochs: 1}` for the
+mixed-policy phase) and, on a set with mixed-policy samples, set `mask_student_prefix: true` to train on
+the teacher's continuation only (the paper's default trains on the whole response; masking scored worse):
+Axolotl reads the export's per-message `train_detail` then; LLaMA-Factory cannot mask part of a turn. Output data/train/<phase>/{model/, configs/} and metrics/train/<phase>.json.
 """
 from __future__ import annotations
 
@@ -64,28 +67,42 @@ class Hyper:
 class TrainParams:
     base_model: str
     trainer: str = "trl"
-    phases: dict = field(default_factory=dict)  # phase -> {dataset: export stage, init: base | phase, after: path}
+    # phase -> {dataset: export stage, init: base | phase, after: path DVC waits on,
+    #           hyper: overrides (optional), mask_student_prefix: bool (optional)}
+    phases: dict = field(default_factory=dict)
     hyper: dict = field(default_factory=dict)
+
+    PHASE_KEYS = {"dataset", "init", "after", "hyper", "mask_student_prefix"}
 
     def __post_init__(self):
         if self.trainer not in TRAINERS:
             raise ParamsError(f"train: trainer must be one of {TRAINERS}, not {self.trainer!r}")
         for name, phase in self.phases.items():
-            missing = {"dataset", "init"} - set(phase)
-            if missing:
-                raise ParamsError(f"train.phases.{name}: missing {sorted(missing)}")
+            missing, unknown = {"dataset", "init"} - set(phase), set(phase) - self.PHASE_KEYS
+            if missing or unknown:
+                raise ParamsError(f"train.phases.{name}: " + (f"missing {sorted(missing)}" if missing else
+                                  f"unknown key(s) {sorted(unknown)}; known: {sorted(self.PHASE_KEYS)}"))
             if phase["init"] != "base" and phase["init"] not in self.phases:
                 raise ParamsError(f"train.phases.{name}: init must be 'base' or another phase, not {phase['init']!r}")
-        try:
-            self.h = Hyper(**self.hyper)
-        except TypeError as e:
-            raise ParamsError(f"train.hyper: {e}") from None
-        self.h.accumulation()
+            self.hyper_of(name).accumulation()
+        if self.trainer != "axolotl" and any(self.masks(n) for n in self.phases):
+            raise ParamsError(f"train: mask_student_prefix needs trainer axolotl (per-message train_detail); "
+                              f"{self.trainer} trains on the whole response")
 
     def phase(self, name: str) -> dict:
         if name not in self.phases:
             raise ParamsError(f"train.phases has no phase {name!r} (has: {sorted(self.phases)})")
         return self.phases[name]
+
+    def hyper_of(self, name: str) -> Hyper:
+        """`train.hyper` with the phase's own overrides."""
+        try:
+            return Hyper(**{**self.hyper, **(self.phase(name).get("hyper") or {})})
+        except TypeError as e:
+            raise ParamsError(f"train.hyper / train.phases.{name}.hyper: {e}") from None
+
+    def masks(self, name: str) -> bool:
+        return bool(self.phase(name).get("mask_student_prefix", False))
 
     def init_model(self, name: str) -> str:
         init = self.phase(name)["init"]
@@ -97,7 +114,7 @@ def dataset_path(tp: TrainParams, name: str) -> str:
 
 
 def axolotl_config(tp: TrainParams, name: str) -> dict:
-    h = tp.h
+    h = tp.hyper_of(name)
     cfg = {
         "base_model": tp.init_model(name),
         "chat_template": "tokenizer_default",
@@ -113,6 +130,8 @@ def axolotl_config(tp: TrainParams, name: str) -> dict:
         "adam_beta2": h.adam_beta2, "adam_epsilon": h.adam_epsilon, "max_grad_norm": h.max_grad_norm,
         "bf16": h.bf16, "fp16": False, "seed": h.seed, "val_set_size": 0, "save_strategy": "no",
     }
+    if tp.masks(name):  # the student prefix of mixed-policy samples gets label -100
+        cfg["datasets"][0]["message_field_training_detail"] = "train_detail"
     if h.max_steps:
         cfg["max_steps"] = h.max_steps
     if h.deepspeed:
@@ -127,7 +146,7 @@ def axolotl_config(tp: TrainParams, name: str) -> dict:
 
 def llamafactory_config(tp: TrainParams, name: str) -> tuple[dict, dict]:
     """(training arguments, dataset_info.json entry) for LLaMA-Factory's `llamafactory-cli train`."""
-    h = tp.h
+    h = tp.hyper_of(name)
     dataset = f"dasd_{name}"
     dataset_dir = f"data/train/{name}/configs"
     info = {dataset: {"file_name": os.path.relpath(dataset_path(tp, name), dataset_dir), "formatting": "sharegpt",
@@ -157,7 +176,7 @@ def llamafactory_config(tp: TrainParams, name: str) -> tuple[dict, dict]:
 
 def trl_arguments(tp: TrainParams, name: str) -> dict:
     """`trl.SFTConfig` keyword arguments (one device: the global batch comes from accumulation)."""
-    h = tp.h
+    h = tp.hyper_of(name)
     args = {
         "output_dir": f"data/train/{name}/trl-work", "num_train_epochs": h.epochs,
         "per_device_train_batch_size": h.micro_batch, "gradient_accumulation_steps": h.global_batch // h.micro_batch,
@@ -177,9 +196,10 @@ def render(tp: TrainParams, name: str, folder: Path) -> None:
     """Every trainer's config for phase `name` into `folder` (paths relative to the project root)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "axolotl.yaml").write_text(yaml.safe_dump(axolotl_config(tp, name), sort_keys=False))
-    lf, info = llamafactory_config(tp, name)
-    (folder / "llamafactory.yaml").write_text(yaml.safe_dump(lf, sort_keys=False))
-    (folder / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    if not tp.masks(name):  # LLaMA-Factory cannot mask part of a turn: no config that would silently not
+        lf, info = llamafactory_config(tp, name)
+        (folder / "llamafactory.yaml").write_text(yaml.safe_dump(lf, sort_keys=False))
+        (folder / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
     (folder / "trl.json").write_text(json.dumps(trl_arguments(tp, name), indent=2, sort_keys=True) + "\n")
 
 
@@ -198,9 +218,10 @@ def run_trl(tp: TrainParams, name: str, root: Path) -> dict:
     ds = datasets.load_dataset("parquet", data_files=str(data), split="train").select_columns(["messages"])
     args = trl_arguments(tp, name)
     args["output_dir"] = str(root / args["output_dir"])
-    torch.manual_seed(tp.h.seed)
+    h = tp.hyper_of(name)
+    torch.manual_seed(h.seed)
     tok = AutoTokenizer.from_pretrained(str(init))
-    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.bfloat16 if tp.h.bf16 else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.bfloat16 if h.bf16 else torch.float32)
     trainer = SFTTrainer(model=model, args=SFTConfig(**args), train_dataset=ds, processing_class=tok)
     out = trainer.train()
     target = root / "data" / "train" / name / "model"
@@ -216,7 +237,8 @@ def run(tp: TrainParams, name: str, root: Path, metrics_path: Path) -> dict:
     folder = root / "data" / "train" / name
     render(tp, name, folder / "configs")
     report = {"phase": name, "trainer": tp.trainer, "init": tp.init_model(name), "dataset": dataset_path(tp, name),
-              "global_batch": tp.h.global_batch, "epochs": tp.h.epochs}
+              "global_batch": tp.hyper_of(name).global_batch, "epochs": tp.hyper_of(name).epochs,
+              "mask_student_prefix": tp.masks(name)}
     if tp.trainer == "trl":
         report.update(run_trl(tp, name, root))
     else:  # a GPU trainer: the configs are the product; run them where the GPUs are

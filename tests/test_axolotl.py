@@ -86,6 +86,55 @@ def test_export_preprocesses_in_axolotl_with_assistant_only_labels(tmp_path, min
         assert "helpful assistant" not in t and "apples and buys" not in t
 
 
+def preprocess(axolotl_python, tmp_path, cfg: dict, name: str) -> list[dict]:
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([axolotl_python, "-c", CHECK, str(tmp_path / f"{name}.yaml")], capture_output=True, text=True,
+                       env=ENV, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_stage3_masks_the_student_prefix_in_axolotl_when_asked(tmp_path, mini, axolotl_python, mask):
+    """mask_student_prefix: true -> the student's prefix gets label -100 and the teacher's continuation its
+    ids; false (the paper's default) -> the whole assistant turn is trained. Off-policy rows: whole turn."""
+    from transformers import AutoTokenizer
+
+    msgs = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples does he have?"}]
+    prefix, cont = "<think>\nTom starts with 3 apples.\n", "He buys 4 more, so 3 + 4 = 7.\n</think>\n\nThe answer is 7."
+    off_text = "<think>\n3 + 4 = 7.\n</think>\n\nSeven apples."
+    tables.write_parquet(pa.Table.from_pylist([dict(question_id="q", domain="math", messages=msgs)]),
+                         tmp_path / "questions" / "q.parquet")
+    sample = dict(sample_id="s1", rollout_id="r1", question_id="q", cut_token=5, cut_fraction=0.6,
+                  prefix_chars=len(prefix), boundary="ok", seed=1, teacher_model="t", backend="vllm", text=prefix + cont,
+                  finish_reason="stop", teacher_token_count=3, token_ids=[], token_logprobs=[], token_starts=[],
+                  token_ends=[], raw_output="")
+    tables.write_parquet(pa.Table.from_pylist([sample], schema=tables.CONTINUATIONS), tmp_path / "continue" / "p.parquet")
+    tables.write_parquet(pa.table({"response_id": ["s1"], "question_id": ["q"]}), tmp_path / "kept.parquet")
+    off = dict(messages=[dict(m, train_detail=None) for m in msgs + [{"role": "assistant", "content": off_text}]],
+               response_id="t1", question_id="q", domain="math", temperature=1.0, selector="das", score=1.0,
+               teacher_sentences=1, sentences=1, policy="off_policy", prefix_chars=0, cut_fraction=None)
+    tables.write_parquet(pa.Table.from_pylist([off], schema=tables.EXPORT), tmp_path / "data" / "export" / "stage2" / "train.parquet")
+    export.run_mixed(export.MixedExportParams(off_policy_samples=1, off_policy_from=["stage2"]), 1.0,
+                     tmp_path / "kept.parquet", tmp_path / "continue", tmp_path / "questions", tmp_path / "data" / "export",
+                     tmp_path / "m.json")
+    tp = train.TrainParams(base_model=str(mini["student"]), trainer="axolotl",
+                           phases={"stage3": {"dataset": "stage3", "init": "base", "mask_student_prefix": mask}},
+                           hyper={"global_batch": 2, "micro_batch": 1, "devices": 1, "sequence_len": 512,
+                                  "packing": False, "bf16": False})
+    rows = preprocess(axolotl_python, tmp_path, train.axolotl_config(tp, "stage3"), "stage3")
+    tok = AutoTokenizer.from_pretrained(mini["student"])
+    trained = {}
+    for row in rows:
+        text = tok.decode(row["input_ids"])
+        kept = [i for i, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
+        assert all(lab in (-100, i) for i, lab in zip(row["input_ids"], row["labels"]))  # a label is -100 or its id
+        trained["mixed" if "Tom starts" in text else "off"] = tok.decode(kept)
+    assert trained["off"] == off_text + "<|im_end|>"
+    assert trained["mixed"] == (cont if mask else prefix + cont) + "<|im_end|>"
+
+
 SCHEMA = r"""
 import sys, yaml
 from axolotl.utils.schemas.config import AxolotlInputConfig
@@ -105,8 +154,12 @@ def test_paper_profile_configs_pass_axolotls_schema(tmp_path, axolotl_python):
         paths.append(str(tmp_path / phase / "axolotl.yaml"))
     r = subprocess.run([axolotl_python, "-c", SCHEMA, *paths], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    lines = r.stdout.strip().splitlines()[-2:]
+    lines = r.stdout.strip().splitlines()[-len(paths):]
+    assert len(paths) == 3  # stage1, stage2, stage3 (mixed policy)
     # 64 = 1 per device x 8 devices x 8 accumulation; lr 5e-5; packing; ZeRO-3
     assert all(line.split()[1:] == ["8", "1", "5e-05", "True", "deepspeed_configs/zero3_bf16.json"] for line in lines)
     stage2 = yaml.safe_load(open(paths[1]))
     assert stage2["base_model"] == "data/train/stage1/model" and stage2["datasets"][0]["path"].endswith("stage2/train.parquet")
+    stage3 = yaml.safe_load(open(paths[2]))
+    assert stage3["base_model"] == "data/train/stage2/model" and stage3["num_epochs"] == 1
+    assert "message_field_training_detail" not in stage3["datasets"][0]  # the paper's default: no masking

@@ -83,3 +83,21 @@ def test_trl_runner_trains_the_phases_in_a_chain(tmp_path, mini):
     assert any(not torch.equal(after1[k], after2[k]) for k in after1)
     assert json.loads((tmp_path / "metrics" / "stage2.json").read_text())["trainer"] == "trl"
     assert (tmp_path / "data" / "train" / "stage2" / "configs" / "axolotl.yaml").exists()
+
+
+def test_phase_overrides_and_the_student_prefix_mask(tmp_path):
+    phases = {"stage2": {"dataset": "stage2", "init": "base"},
+              "stage3": {"dataset": "stage3", "init": "stage2", "hyper": {"epochs": 1}, "mask_student_prefix": True}}
+    tp = train.TrainParams(base_model="m", trainer="axolotl", phases=phases, hyper={"epochs": 6, "devices": 1, "global_batch": 4})
+    assert (tp.hyper_of("stage2").epochs, tp.hyper_of("stage3").epochs) == (6, 1)
+    assert tp.hyper_of("stage3").global_batch == 4  # what the phase does not override stays
+    cfg = train.axolotl_config(tp, "stage3")
+    assert cfg["num_epochs"] == 1 and cfg["datasets"][0]["message_field_training_detail"] == "train_detail"
+    assert "message_field_training_detail" not in train.axolotl_config(tp, "stage2")["datasets"][0]
+    train.render(tp, "stage3", tmp_path / "cfg")
+    # LLaMA-Factory cannot mask part of a turn: no config that would silently train on the prefix
+    assert sorted(p.name for p in (tmp_path / "cfg").iterdir()) == ["axolotl.yaml", "trl.json"]
+    with pytest.raises(ParamsError, match="mask_student_prefix needs trainer axolotl"):
+        train.TrainParams(base_model="m", trainer="trl", phases=phases, hyper={"devices": 1, "global_batch": 4})
+    with pytest.raises(ParamsError, match="unknown key"):
+        train.TrainParams(base_model="m", phases={"s": {"dataset": "s", "init": "base", "epochs": 1}})

@@ -29,6 +29,9 @@ class Request:
     messages: list[dict]          # chat messages; the prompt is the chat template + assistant header
     seed: int                     # per-request seed: same seed, same samples, whatever the batch
     max_tokens: int | None = None  # per-request cap (overrides Sampling.max_tokens)
+    # continuation: what the assistant turn already holds, as the model itself would have written it
+    # (raw format: harmony channels for gpt-oss); the model goes on from its last character
+    prefill: str | None = None
 
 
 @dataclass
@@ -73,9 +76,19 @@ class Backend(ABC):
                 self.options.get("tokenizer") or self.model, revision=self.revision)
         return self._tokenizer
 
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
+    def prompt_ids(self, messages: list[dict], prefill: str | None = None) -> list[int]:
+        """The chat prompt up to the assistant header, then the prefill's tokens (a continuation).
+
+        Why not `continue_final_message`: templates rewrite a final assistant message (gpt-oss's puts it
+        in the final channel, R1-style ones drop the reasoning, transformers strips its trailing
+        whitespace), while the generation prompt followed by the prefill is exactly what the model
+        sees when it wrote the prefill itself."""
         out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(out["input_ids"] if hasattr(out, "keys") else out)  # transformers 5: a BatchEncoding
+        ids = list(out["input_ids"] if hasattr(out, "keys") else out)  # transformers 5: a BatchEncoding
+        return ids + self.prefill_ids(prefill) if prefill else ids
+
+    def prefill_ids(self, prefill: str | None) -> list[int]:
+        return self.tokenizer.encode(prefill, add_special_tokens=False) if prefill else []
 
     @abstractmethod
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:

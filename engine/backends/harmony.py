@@ -95,3 +95,22 @@ def to_student(raw: str) -> StudentView:
         length += len(out[-1])
         emit(finals)
     return StudentView("".join(out), bool(finals), any(m.is_tool_call for m in msgs), segments)
+
+
+def from_student(text: str) -> str:
+    """The inverse of `to_student` for a student-format text or prefix (`<think>\n{analysis}` and, once
+    the reasoning is closed, `\n</think>\n\n{final}`): the assistant's raw harmony output after the
+    generation prompt `<|start|>assistant`, ready to be continued. A prefix ending inside the closing
+    `\n</think>\n\n` has no harmony form: ValueError."""
+    open_ = "<think>\n"
+    if not text.startswith(open_):
+        raise ValueError("a harmony prefix must start with '<think>\\n' (the analysis channel)")
+    body, close = text[len(open_):], "\n</think>\n\n"
+    analysis = f"{CHANNEL}analysis{MESSAGE}"
+    if close in body:
+        reasoning, final = body.split(close, 1)
+        return f"{analysis}{reasoning}<|end|>{START}assistant{CHANNEL}final{MESSAGE}{final}"
+    for k in range(len(close) - 1, 1, -1):  # from "\n<" on; a lone trailing "\n" is reasoning text
+        if body.endswith(close[:k]):
+            raise ValueError(f"the prefix ends inside '\\n</think>\\n\\n' ({close[:k]!r}): no harmony form")
+    return f"{analysis}{body}"

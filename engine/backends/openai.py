@@ -8,6 +8,10 @@
   as token ids to /v1/completions; with vLLM, `return_tokens_as_token_ids` brings the sampled ids back.
   Use it for reasoning models whose server splits the reasoning out of the chat message.
 
+A continuation (`Request.prefill`) goes to the chat endpoint as an open final assistant message with
+vLLM's `continue_final_message` (fine for templates that render that message as written), and to the
+completions endpoint as the rendered prompt + the prefill's token ids (any template, harmony included).
+
 Requests run with bounded concurrency and retry with exponential backoff (and Retry-After) on 429,
 5xx, timeouts and dropped connections. The API key is read from the environment variable named in
 params and goes only into the Authorization header: never into logs, errors or outputs.
@@ -76,10 +80,14 @@ class OpenAIBackend(Backend):
         common = dict(model=self.served, n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                       max_tokens=req.max_tokens or sampling.max_tokens, seed=req.seed, **self.extra_body)
         if self.endpoint == "chat":
-            data = self._post("/chat/completions", dict(common, messages=req.messages, logprobs=True,
+            messages = req.messages
+            if req.prefill:  # vLLM's extension: render the final assistant message open, go on from it
+                messages = [*messages, {"role": "assistant", "content": req.prefill}]
+                common.update(continue_final_message=True, add_generation_prompt=False)
+            data = self._post("/chat/completions", dict(common, messages=messages, logprobs=True,
                                                          top_logprobs=0))
             return [_chat_sample(c) for c in sorted(data["choices"], key=lambda c: c["index"])]
-        body = dict(common, prompt=self.prompt_ids(req.messages), logprobs=0)
+        body = dict(common, prompt=self.prompt_ids(req.messages, req.prefill), logprobs=0)
         data = self._post("/completions", body)
         return [_completion_sample(c) for c in sorted(data["choices"], key=lambda c: c["index"])]
 

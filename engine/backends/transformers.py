@@ -27,7 +27,7 @@ class TransformersBackend(Backend):
         torch = self.torch
         results = []
         for req in requests:  # one request at a time: its seed alone decides its samples
-            ids = torch.tensor([self.prompt_ids(req.messages)], device=self.device)
+            ids = torch.tensor([self.prompt_ids(req.messages, req.prefill)], device=self.device)
             torch.manual_seed(req.seed)
             greedy = sampling.temperature == 0
             with torch.no_grad():

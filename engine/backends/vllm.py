@@ -34,7 +34,7 @@ class VllmBackend(Backend):
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
         from vllm import SamplingParams, TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=self.prompt_ids(r.messages)) for r in requests]
+        prompts = [TokensPrompt(prompt_token_ids=self.prompt_ids(r.messages, r.prefill)) for r in requests]
         params = [SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                                  max_tokens=r.max_tokens or sampling.max_tokens, seed=r.seed, logprobs=0,
                                  stop_token_ids=self.stop_token_ids or None, skip_special_tokens=False)

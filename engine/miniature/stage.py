@@ -3,8 +3,11 @@
 Writes data/miniature/{questions.jsonl, eval.jsonl, teacher/, student/} and metrics/miniature.json.
 - teacher: trained on step-by-step `<think>` solutions of the task family until it writes well-formed
   reasoning (its held-out accuracy is reported, not tuned for);
-- student: a smaller model with a different tokenizer, trained briefly on bare answers only
-  ("The answer is N."), so it starts knowing the answer format but not how to reason.
+- student: a smaller model with a different tokenizer, trained briefly (`student_target: solution`, 60
+  steps) on the same kind of solutions, so it starts knowing the `<think>` format but solving almost
+  nothing — like a real small student, it writes, it loops, it rarely gets there; with
+  `student_target: answer` it sees bare answers only ("The answer is N.") and never learns the format
+  in the pipeline's few SFT steps (nothing of its rollouts then passes the structure rules).
 Training problems never share a question text with the question set or the held-out evaluation set.
 With `enabled: false` (profiles that bring their own models) the folder only says so.
 """
@@ -32,6 +35,13 @@ class MiniatureParams:
     student: dict = field(default_factory=dict)
     teacher_train: dict = field(default_factory=lambda: {"steps": 500})
     student_train: dict = field(default_factory=lambda: {"steps": 60})
+    student_target: str = "solution"  # solution | answer: what the student's brief pretraining shows it
+
+    def __post_init__(self):
+        if self.student_target not in ("solution", "answer"):
+            from ..params import ParamsError
+
+            raise ParamsError(f"miniature.student_target must be 'solution' or 'answer', not {self.student_target!r}")
 
 
 def _write(problems: list[tasks.Problem], path: Path) -> None:
@@ -69,7 +79,8 @@ def run(mp: MiniatureParams, out_dir: Path, metrics_path: Path, system_prompt: s
               "train_pool": len(pool)}
     for name, spec, recipe, answer in (
             ("teacher", mp.teacher, mp.teacher_train, lambda p: p.solution),
-            ("student", mp.student, mp.student_train, lambda p: f"The answer is {p.answer}.")):
+            ("student", mp.student, mp.student_train,
+             (lambda p: p.solution) if mp.student_target == "solution" else (lambda p: f"The answer is {p.answer}."))):
         folder = models.build(out_dir / name, models.ModelSpec(**spec), corpus, seed=base + (11 if name == "teacher" else 12),
                               name=name)
         fit = train.train(folder, [(prompt(p), answer(p)) for p in pool], seed=base + 5, **recipe) \

@@ -39,7 +39,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     # the default profile, smaller: the teacher trains just long enough to write well-formed reasoning
     params["miniature"].update(questions=8, eval_problems=8, train_problems=3000, corpus_problems=300)
     params["miniature"]["teacher_train"].update(steps=150)
-    params["miniature"]["student_train"].update(steps=5)
+    params["miniature"]["student_train"].update(steps=60)  # knows the format, loops: rollouts hit their cap
     params["generate"].update(n=2, shard_questions=4)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -51,8 +51,9 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     out = sh(["dvc", "repro"], clone, env)
     per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "naturalness", "dedup", "select") for t in ("0.6", "1.0")}
+    mixed = {"rollout", "truncate", "continue", "mixed_filter", "export_mixed", "train@stage3"}
     assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2", "train@stage1",
-                        "train@stage2"} | per_t
+                        "train@stage2"} | per_t | mixed
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 150 and mini["teacher"]["problems"] == 8
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
@@ -89,6 +90,25 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     t1, t2 = (json.loads((clone / "metrics" / "train" / f"{s}.json").read_text()) for s in ("stage1", "stage2"))
     assert t1["steps"] > 0 and t2["init"] == "data/train/stage1/model" and t1["examples"] == top1["stage1"]
     assert (clone / "data" / "train" / "stage2" / "model" / "model.safetensors").exists()
+    # the mixed-policy phase: the stage-2 student's rollouts, cut past half, continued by the teacher,
+    # filtered, exported with off-policy rows as the stage-3 set, trained one more epoch from stage 2
+    ro, tr, co, mf, e3, t3 = (json.loads((clone / "metrics" / f"{name}.json").read_text()) for name in
+                              ("rollout", "truncate", "continue", "mixed_filter", "export/stage3", "train/stage3"))
+    assert ro["rollouts"] == top1["stage2"] and tr["input"] == ro["rollouts"] == tr["truncated"] + tr["rejected"]
+    assert tr["truncated"] == ro["hit_cap"] - tr["rejections_by_rule"].get("too_short", 0) > 0
+    assert co["continued"] == tr["truncated"] == mf["input"] == mf["kept"] + mf["rejected"]
+    # (this reduced profile's 150-step teacher rarely closes a student's prefix well enough to pass the
+    # filter; the default profile keeps 23 of 41, README): the set is never empty, mixed rows when kept
+    assert e3["mixed"] == mf["kept"] and e3["examples"] == e3["mixed"] + e3["off_policy"] > 0
+    assert e3["funnel"] == {"rollouts": ro["rollouts"], "truncated": tr["truncated"], "continued": co["continued"],
+                            "kept": mf["kept"], "exported": e3["mixed"]}
+    assert t3["init"] == "data/train/stage2/model" and t3["examples"] == e3["examples"] and t3["epochs"] == 1
+    s3 = datasets.load_dataset("parquet", data_files=str(clone / "data" / "export" / "stage3" / "train.parquet"), split="train")
+    for row in s3:
+        if row["policy"] == "mixed":
+            detail = row["messages"][-1]["train_detail"]
+            assert detail[0]["end_offset"] + 1 == detail[1]["begin_offset"] == row["prefix_chars"] > 0
+            assert 0.5 < row["cut_fraction"] < 1
     # `dasd sql` from a subfolder sees every stage's output
     res = sh(["dasd", "sql", "SELECT g.temperature, count(DISTINCT response_id) AS n FROM generations g "
               "JOIN student_scores USING (response_id) JOIN sentences USING (response_id) GROUP BY 1 ORDER BY 1",
@@ -101,7 +121,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     params["select"]["top_k"] = 2
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran(sh(["dvc", "repro"], clone, env)) == {"select@0.6", "select@1.0", "export@stage1", "export@stage2",
-                                                      "train@stage1", "train@stage2"}
+                                                      "train@stage1", "train@stage2"} | mixed
     for stage in ("stage1", "stage2"):  # up to two responses per question now
         assert json.loads((clone / "metrics" / "export" / f"{stage}.json").read_text())["examples"] > top1[stage]
 

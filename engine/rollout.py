@@ -1,0 +1,109 @@
+"""Stage `rollout`: the mixed-policy phase's first step (METHOD.md §6) — the student answers on its own.
+
+`questions` questions are drawn (seeded, by hash order, so a bigger draw extends a smaller one) from an
+exported off-policy set (params `rollout.source`, stage2 by default: the set the stage-2 student was
+last trained on). The student (params `rollout.student`, the stage-2 model) samples one answer per
+question with the same sampling controls as generation, capped at ceil(length_factor x the length of
+that question's selected teacher response in *student* tokens). Answers that hit the cap are what
+`truncate` cuts and the teacher continues.
+
+Output `data/rollout/` (schema `tables.ROLLOUTS`), persisted and resumable exactly as generation is:
+atomic shards of a fixed slice of questions, a manifest of every output-changing param.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from . import responses, tables
+from .backends import Request, Sampling, make_backend
+from .generate import question_seed
+from .jobs import run_shards
+from .params import ModelParams, ParamsError
+
+
+@dataclass
+class RolloutParams:
+    student: dict = field(default_factory=dict)  # a model section (model, backend, options), like `student`
+    source: str = "stage2"        # the exported set the questions and the teacher lengths come from
+    questions: int = 50000        # drawn from it (all when it holds fewer)
+    length_factor: float = 1.5    # cap = ceil(length_factor x the teacher response's student tokens)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 1234
+    shard_questions: int = 64
+
+    def __post_init__(self):
+        if self.questions < 1 or self.shard_questions < 1 or self.length_factor <= 0:
+            raise ParamsError("rollout: questions, shard_questions and length_factor must be positive")
+        if not 0 < self.top_p <= 1:
+            raise ParamsError(f"rollout: top_p must be in (0, 1], not {self.top_p}")
+        self.model = ModelParams(**self.student)
+
+
+def draw(source: pa.Table, k: int, seed: int) -> pa.Table:
+    """Up to k questions of an exported set, one teacher response each (its first, the selector's best):
+    ordered by a hash of (seed, question_id), so the draw does not depend on the file's order."""
+    first = {}
+    for i, qid in enumerate(source.column("question_id").to_pylist()):
+        first.setdefault(qid, i)
+    order = sorted(first, key=lambda q: (tables.content_hash(seed, q), q))[:k]
+    return source.take([first[q] for q in order])
+
+
+def manifest(rp: RolloutParams, chosen: pa.Table, caps: list[int]) -> dict:
+    return {"student": rp.model.identity(), "temperature": rp.temperature, "top_p": rp.top_p, "seed": rp.seed,
+            "shard_questions": rp.shard_questions,
+            # the drawn questions, their prompts and caps, in order
+            "draw": tables.content_hash(*chosen.column("question_id").to_pylist(),
+                                        *map(str, chosen.column("messages").to_pylist()), *caps, length=32)}
+
+
+def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, backend=None,
+        progress: bool = True) -> dict:
+    source = tables.read_table(source_dir, columns=["response_id", "question_id", "messages"])
+    if source is None:
+        raise FileNotFoundError(f"{source_dir}: no exported set {rp.source!r}; run `dasd export` first")
+    chosen = draw(source, rp.questions, rp.seed)
+    qids, rids = chosen.column("question_id").to_pylist(), chosen.column("response_id").to_pylist()
+    convs = chosen.column("messages").to_pylist()
+    prompts = [[{"role": m["role"], "content": m["content"]} for m in c[:-1]] for c in convs]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(rp.model.model, revision=rp.model.revision)
+    lengths = [len(tok.encode(c[-1]["content"], add_special_tokens=False)) for c in convs]
+    caps = [max(1, math.ceil(rp.length_factor * n)) for n in lengths]
+    out = tables.ShardedOutput(out_dir, manifest(rp, chosen, caps)).open()
+    sampling = Sampling(n=1, temperature=rp.temperature, top_p=rp.top_p, max_tokens=max(caps, default=1))
+
+    def work(backend, rows):
+        reqs = [Request(qids[i], prompts[i], question_seed(rp.seed, qids[i], rp.temperature), max_tokens=caps[i])
+                for i in rows]
+        samples = backend.generate(reqs, sampling)
+        out_rows = []
+        for i, req, (sample,) in zip(rows, reqs, samples):
+            r = responses.build(sample, backend.tokenizer, "chat")
+            out_rows.append(dict(
+                rollout_id=tables.content_hash(qids[i], "rollout", rp.temperature, req.seed), question_id=qids[i],
+                source_response_id=rids[i], teacher_student_tokens=lengths[i], max_tokens=caps[i],
+                temperature=rp.temperature, seed=req.seed, student_model=rp.model.model, backend=backend.name,
+                text=r.text, finish_reason=r.finish_reason, student_token_count=r.token_count,
+                token_ids=r.token_ids, token_logprobs=r.logprobs, token_starts=r.starts, token_ends=r.ends))
+        return pa.Table.from_pylist(out_rows, schema=tables.ROLLOUTS), sum(len(s[0].logprobs) for s in samples)
+
+    run_shards(out, len(qids), rp.shard_questions, work, backend=backend, unit="rollout",
+               open_backend=lambda: make_backend(rp.model.backend, rp.model.model, rp.model.revision, **rp.model.options),
+               desc="rollout", progress=progress)
+    from . import sql
+
+    con = sql.connect()
+    sql.create_views(con, {"rollouts": out_dir})
+    n, hit, tokens, capped = con.sql("SELECT count(*), count(*) FILTER (finish_reason = 'length'), "
+                                     "sum(student_token_count), avg(max_tokens) FROM rollouts").fetchall()[0]
+    report = {"source": rp.source, "questions_available": len(set(source.column("question_id").to_pylist())),
+              "questions": n, "rollouts": n, "hit_cap": hit, "student_tokens": tokens, "mean_cap": capped}
+    tables.write_json(report, metrics_path)
+    return report
