@@ -29,6 +29,7 @@ EPILOG = """pipeline (dvc repro runs these in order):
   continue       the teacher continues each student prefix -> data/continue/ (resumable)
   mixed_filter   the filter's rules on prefix + continuation -> data/mixed_filter/
   export_mixed   the stage-3 set: mixed-policy samples + off-policy ones -> data/export/stage3/
+  evaluate       held-out accuracy of the student before training and after each phase -> metrics/evaluate.json
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -246,10 +247,23 @@ def cmd_mixed_filter(args):
     from . import mixed_filter
 
     root, params = _ctx(args)
+    from .dedup import DedupParams
+
     r = mixed_filter.run(P.section(params, "filter", filter_stage.FilterParams), P.section(params, "student", P.ModelParams),
                          root / "data" / "continue", root / "data" / "questions", root / "data" / "mixed_filter",
-                         root / "metrics" / "mixed_filter.json")
+                         root / "metrics" / "mixed_filter.json", P.section(params, "mixed_filter", mixed_filter.MixedFilterParams),
+                         P.section(params, "dedup", DedupParams))
     print(f"mixed_filter: {r['input']} in -> {r['kept']} kept, {r['rejected']} rejected (by rule: {r['rejections_by_rule']})")
+
+
+def cmd_evaluate(args):
+    from . import evaluate
+
+    root, params = _ctx(args)
+    r = evaluate.run(P.section(params, "evaluate", evaluate.EvaluateParams), root, params.get("system_prompt"),
+                     root / "metrics" / "evaluate.json", root / "plots" / "evaluate.csv")
+    for name, m in r.get("models", {}).items():
+        print(f"evaluate {name}: accuracy {m['accuracy']:.3f}, well-formed {m['well_formed']:.2f}")
 
 
 def cmd_sql(args):
@@ -387,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
              "mixed_filter's kept samples (student prefix + teacher continuation, the prefix "
              "marked per message in `train_detail`) plus params `export.mixed.off_policy_samples` rows "
              "drawn from the off-policy sets: data/export/<export.mixed.name>/train.parquet.")
+
+    _command(sub, "evaluate", cmd_evaluate, "the student's held-out accuracy before training and after each phase",
+             "Each model of params `evaluate.models` (the base student, then each SFT phase's) answers the "
+             "miniature's held-out problems (`samples` sampled answers each, or greedy): exact-match accuracy "
+             "by level and well-formedness in metrics/evaluate.json, a plot in plots/evaluate.csv.")
 
     s = _command(sub, "sql", cmd_sql, "query stage outputs with DuckDB",
                  "Runs a query (or a .sql file) with one view per stage output: "

@@ -5,30 +5,64 @@ measured on prefix + continuation, the response the student is trained on: lengt
 (the `student` tokenizer, which the rollout student shares), structure, repetition, truncation (the
 teacher's continuation hit its cap), and the optional wrong_answer. One more rule, `boundary`,
 rejects a sample whose joined text does not start with the student's prefix exactly (stage `continue`).
+Optional (params `mixed_filter.dedup`, off by default): MinHash near-duplicates among the samples the
+rules kept, with the `dedup` stage's settings; with one rollout per question only `dedup.scope: pool`
+can find any. A cluster keeps its smallest sample_id (no selector scores mixed samples); the others get
+a `near_duplicate` rejection naming it.
 Output data/mixed_filter/{kept,rejections}.parquet; kept + rejected = continued samples.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
+from . import dedup as near
 from . import filter as rules
 from . import tables
+from .kernels import minhash
 from .params import ModelParams
 
 
+@dataclass
+class MixedFilterParams:
+    dedup: bool = False  # near-duplicates among the kept samples, with params `dedup` (scope, n-grams, threshold)
+
+
+def near_duplicates(kept: pa.Table, texts: dict[str, str], dp: near.DedupParams) -> tuple[pa.Table, pa.Table]:
+    """(kept survivors, near_duplicate rejections) among `kept` (response_id, question_id)."""
+    ids = kept.column("response_id").to_pylist()
+    if not ids:
+        return kept, pa.Table.from_pylist([], schema=tables.REJECTIONS)
+    groups = None
+    if dp.scope == "question":
+        groups = kept.column("question_id").combine_chunks().dictionary_encode().indices.to_numpy()
+    found = near.near_duplicates(pa.array([texts[i] for i in ids]), groups, dp)
+    labels = found["clusters"].tolist()
+    survivor = {}
+    for k, c in enumerate(labels):  # the smallest sample_id of each cluster survives
+        if c not in survivor or ids[k] < ids[survivor[c]]:
+            survivor[c] = k
+    of = [survivor[c] for c in labels]
+    similarity = minhash.jaccard(found["signatures"], np.array(list(enumerate(of)), dtype=np.int64).reshape(-1, 2)).tolist()
+    removed = [k for k in range(len(ids)) if of[k] != k]
+    rejections = pa.Table.from_pylist([dict(
+        response_id=ids[k], stage="mixed_filter", rule="near_duplicate", value=similarity[k], threshold=dp.threshold,
+        detail=f"survivor {ids[of[k]]}") for k in removed], schema=tables.REJECTIONS)
+    return kept.take([k for k in range(len(ids)) if of[k] == k]), rejections
+
+
 def run(fp: rules.FilterParams, student: ModelParams, continue_dir: Path, questions_dir: Path, out_dir: Path,
-        metrics_path: Path) -> dict:
+        metrics_path: Path, mfp: MixedFilterParams | None = None, dp: near.DedupParams | None = None) -> dict:
     samples = tables.read_table(continue_dir, columns=["sample_id", "question_id", "text", "finish_reason", "boundary"])
     if samples is None:
         if not (Path(continue_dir) / tables.ShardedOutput.MANIFEST).exists():
             raise FileNotFoundError(f"{continue_dir}: no continuations; run `dasd continue` first")
         samples = pa.table({c: pa.array([], pa.string()) for c in
                             ("sample_id", "question_id", "text", "finish_reason", "boundary")})
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(student.model, revision=student.revision)
+    tok = student.tokenizer()
     texts = samples.column("text").to_pylist()
     gens = pa.table({"response_id": samples.column("sample_id"), "question_id": samples.column("question_id"),
                      "text": samples.column("text"), "finish_reason": samples.column("finish_reason")})
@@ -42,6 +76,10 @@ def run(fp: rules.FilterParams, student: ModelParams, continue_dir: Path, questi
         measured = pa.table({"response_id": pa.array([], pa.string()), "question_id": pa.array([], pa.string()),
                              **{r: pa.array([], pa.float64()) for r in [*fp.thresholds(), "boundary"]}})
     con, rejections, kept = rules.decide(measured, {**fp.thresholds(), "boundary": 0.0}, "mixed_filter")
+    if mfp and mfp.dedup:
+        kept, dups = near_duplicates(kept, dict(zip(samples.column("sample_id").to_pylist(), texts)), dp or near.DedupParams())
+        rejections = pa.concat_tables([rejections, dups])
+        con.register("rejections", rejections)
     report = rules.write(con, rejections, kept, samples.num_rows, out_dir, questions_dir)
     tables.write_json(report, metrics_path)
     return report

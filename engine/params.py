@@ -92,6 +92,12 @@ class ModelParams:
                 "options": {k: v for k, v in self.options.items() if k not in self.TRANSPORT_OPTIONS},
                 **({"content": folder_fingerprint(Path(self.model))} if Path(self.model).is_dir() else {})}
 
+    def tokenizer(self):
+        """The model's Hugging Face tokenizer (options.tokenizer when the model is served elsewhere)."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.options.get("tokenizer") or self.model, revision=self.revision)
+
     def __post_init__(self):
         if self.format not in ("chat", "harmony"):
             raise ParamsError(f"model {self.model}: format must be 'chat' or 'harmony', not {self.format!r}")

@@ -71,9 +71,7 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
     qids, rids = chosen.column("question_id").to_pylist(), chosen.column("response_id").to_pylist()
     convs = chosen.column("messages").to_pylist()
     prompts = [[{"role": m["role"], "content": m["content"]} for m in c[:-1]] for c in convs]
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(rp.model.model, revision=rp.model.revision)
+    tok = rp.model.tokenizer()
     lengths = [len(tok.encode(c[-1]["content"], add_special_tokens=False)) for c in convs]
     caps = [max(1, math.ceil(rp.length_factor * n)) for n in lengths]
     out = tables.ShardedOutput(out_dir, manifest(rp, chosen, caps)).open()

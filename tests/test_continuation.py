@@ -45,21 +45,21 @@ def messages(mini):
 
 
 def continue_one(backend, fmt: str, messages, prefix: str, seed: int = 3):
-    prefill = responses.prefill(prefix, fmt)
-    [[sample]] = backend.generate([Request("k", messages, seed, prefill=prefill)],
+    [[sample]] = backend.generate([Request("k", messages, seed, prefill=responses.prefill(prefix, fmt))],
                                   Sampling(n=1, temperature=1.0, top_p=1.0, max_tokens=24))
-    ids = backend.prefill_ids(prefill)
-    return sample, ids, responses.build(sample, backend.tokenizer, fmt, prefill_ids=ids, prefill_text=prefill)
+    return sample
 
 
-def check_continuation(model_dir, backend, fmt, messages, prefix):
-    sample, pids, r = continue_one(backend, fmt, messages, prefix)
+def check_continuation(model_dir, tok, fmt, messages, prefix, sample):
+    """`sample`: what a backend sampled after the chat prompt + the prefill of `prefix`."""
+    prefill = responses.prefill(prefix, fmt)
+    pids = tok.encode(prefill, add_special_tokens=False)  # as Backend.prefill_ids
+    r = responses.build(sample, tok, fmt, prefill_ids=pids, prefill_text=prefill)
     assert sample.token_ids, "the teacher sampled nothing"
     # the joined response starts with the student's prefix exactly; the rest is the teacher's
     assert r.text.startswith(prefix)
     # the boundary round-trips: prefill tokens + continuation tokens decode to prefill + continuation
-    tok = backend.tokenizer
-    assert tok.decode(pids + sample.token_ids) == responses.prefill(prefix, fmt) + tok.decode(sample.token_ids)
+    assert tok.decode(pids + sample.token_ids) == prefill + tok.decode(sample.token_ids)
     # the teacher continued *inside* the assistant turn: its logprobs are a forward pass over the chat
     # prompt up to the assistant header + the prefill + the continuation (no re-opened turn, no repeated prompt)
     expected = forward_logprobs(model_dir, messages, pids + sample.token_ids)[len(pids):]
@@ -70,15 +70,20 @@ def check_continuation(model_dir, backend, fmt, messages, prefix):
     return r
 
 
+def check_backend(model_dir, backend, fmt, messages, prefix):
+    return check_continuation(model_dir, backend.tokenizer, fmt, messages, prefix,
+                              continue_one(backend, fmt, messages, prefix))
+
+
 @pytest.mark.parametrize("cut", sorted(PREFIXES))
 def test_chat_template_continuation_with_transformers(mini, messages, cut):
     backend = make_backend("transformers", str(mini["teacher"]))
-    check_continuation(mini["teacher"], backend, "chat", messages, PREFIXES[cut])
+    check_backend(mini["teacher"], backend, "chat", messages, PREFIXES[cut])
 
 
 @pytest.mark.parametrize("cut", sorted(PREFIXES))
 def test_chat_template_continuation_with_vllm(mini, messages, vllm_teacher, cut):
-    check_continuation(mini["teacher"], vllm_teacher, "chat", messages, PREFIXES[cut])
+    check_backend(mini["teacher"], vllm_teacher, "chat", messages, PREFIXES[cut])
 
 
 def test_prefill_equals_continue_final_message_on_the_miniature_template(mini, messages):
@@ -97,17 +102,41 @@ def test_prefill_equals_continue_final_message_on_the_miniature_template(mini, m
 @pytest.mark.parametrize("cut", sorted(PREFIXES))
 def test_harmony_continuation_with_transformers(harmony_teacher, messages, cut):
     backend = make_backend("transformers", str(harmony_teacher))
-    r = check_continuation(harmony_teacher, backend, "harmony", messages, PREFIXES[cut])
+    r = check_backend(harmony_teacher, backend, "harmony", messages, PREFIXES[cut])
     assert r.raw_output.startswith(responses.prefill(PREFIXES[cut], "harmony"))
 
 
-@pytest.mark.parametrize("cut", sorted(PREFIXES))
-def test_harmony_continuation_with_vllm(harmony_teacher, messages, cut):
-    backend = make_backend("vllm", str(harmony_teacher), dtype="float32", max_model_len=512)
-    try:
-        check_continuation(harmony_teacher, backend, "harmony", messages, PREFIXES[cut])
-    finally:
-        backend.close()
+# A second vLLM engine in this process would tear down the session's (closing one destroys vLLM's
+# process-wide parallel groups), so the harmony model gets an engine of its own in a child process.
+HARMONY_VLLM = r"""
+import json, sys
+from engine import responses
+from engine.backends import Request, Sampling, make_backend
+model, messages, prefixes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+backend = make_backend("vllm", model, dtype="float32", max_model_len=512)
+reqs = [Request(str(k), messages, 3, prefill=responses.prefill(p, "harmony")) for k, p in enumerate(prefixes)]
+out = backend.generate(reqs, Sampling(n=1, temperature=1.0, top_p=1.0, max_tokens=24))
+print(json.dumps([{"token_ids": s.token_ids, "logprobs": s.logprobs, "finish_reason": s.finish_reason} for [s] in out]))
+"""
+
+
+def test_harmony_continuation_with_vllm(harmony_teacher, messages):
+    import json
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from conftest import REPO
+    from engine.backends import Sample
+
+    prefixes = [PREFIXES[c] for c in sorted(PREFIXES)]
+    r = subprocess.run([sys.executable, "-c", HARMONY_VLLM, str(harmony_teacher), json.dumps(messages), json.dumps(prefixes)],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tok = AutoTokenizer.from_pretrained(harmony_teacher)
+    for prefix, got in zip(prefixes, json.loads(r.stdout.strip().splitlines()[-1])):
+        check_continuation(harmony_teacher, tok, "harmony", messages, prefix, Sample(**got))
 
 
 @pytest.mark.parametrize("endpoint", ["completions", "chat"])
@@ -116,7 +145,7 @@ def test_continuation_through_an_openai_server(mini, messages, vllm_server, endp
     backend = make_backend("openai", str(mini["teacher"]), base_url=vllm_server, endpoint=endpoint,
                            served_model_name="tiny", api_key_env=None)
     try:
-        check_continuation(mini["teacher"], backend, "chat", messages, PREFIXES["reasoning"])
+        check_backend(mini["teacher"], backend, "chat", messages, PREFIXES["reasoning"])
     finally:
         backend.close()
 

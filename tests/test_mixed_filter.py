@@ -37,3 +37,25 @@ def test_rules_and_boundary_account_for_every_sample(tmp_path, mini):
     assert {"unclosed_reasoning", "empty_answer"} <= failed["open"]
     assert "length" in failed["long"]  # measured in student tokens of the joined text
     assert report["by_domain"] == {"math": {"input": 5, "kept": 1}}
+
+
+def test_optional_dedup_keeps_the_smallest_id_of_each_cluster(tmp_path, mini):
+    from engine.dedup import DedupParams
+
+    other = "<think>\nStart with 5 apples and eat 2 of them, 3 are left over now.\n</think>\n\nThe answer is 3."
+    rows = [sample("b", GOOD), sample("a", GOOD + " "), sample("c", other)]
+    rows = [dict(r, question_id=q) for r, q in zip(rows, ["q1", "q2", "q3"])]
+    tables.write_parquet(pa.Table.from_pylist(rows, schema=tables.CONTINUATIONS), tmp_path / "continue" / "part-00000.parquet")
+    tables.write_parquet(pa.table({"question_id": ["q1", "q2", "q3"], "domain": ["math"] * 3}),
+                         tmp_path / "questions" / "q.parquet")
+    args = (rules.FilterParams(), ModelParams(model=str(mini["student"])), tmp_path / "continue", tmp_path / "questions")
+    # one sample per question: within-question scope finds nothing, the pool finds the pair
+    r = mixed_filter.run(*args, tmp_path / "q", tmp_path / "q.json", mixed_filter.MixedFilterParams(dedup=True),
+                         DedupParams(scope="question"))
+    assert r["kept"] == 3
+    r = mixed_filter.run(*args, tmp_path / "p", tmp_path / "p.json", mixed_filter.MixedFilterParams(dedup=True),
+                         DedupParams(scope="pool"))
+    assert (r["input"], r["kept"], r["rejected"], r["rejections_by_rule"]) == (3, 2, 1, {"near_duplicate": 1})
+    assert sorted(pq.read_table(tmp_path / "p" / "kept.parquet").column("response_id").to_pylist()) == ["a", "c"]
+    [dup] = pq.read_table(tmp_path / "p" / "rejections.parquet").to_pylist()
+    assert dup["response_id"] == "b" and dup["detail"] == "survivor a" and dup["value"] >= 0.8

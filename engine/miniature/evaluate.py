@@ -1,4 +1,5 @@
-"""Exact-match accuracy of a miniature model on held-out problems of the task family (greedy)."""
+"""Exact-match accuracy of a miniature model on held-out problems of the task family: greedy, or the mean
+over `samples` sampled answers per problem (avg@k, as benchmarks report reasoning models)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,10 @@ from . import tasks
 
 
 def accuracy(model_dir: Path, problems: list[tasks.Problem], system_prompt: str | None,
-             max_new_tokens: int = 192, batch_size: int = 64) -> dict:
-    """{'accuracy': overall, 'by_level': {level: accuracy}, 'well_formed': share with think + answer}."""
+             max_new_tokens: int = 192, batch_size: int = 64, samples: int = 1, temperature: float = 0.0,
+             seed: int = 0) -> dict:
+    """{'accuracy': overall, 'by_level': {level: accuracy}, 'well_formed': share with think + answer}
+    over every answer: one greedy answer per problem (temperature 0), else `samples` sampled ones."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -23,10 +26,15 @@ def accuracy(model_dir: Path, problems: list[tasks.Problem], system_prompt: str 
                                            + [{"role": "user", "content": p.question}],
                                            add_generation_prompt=True, tokenize=False) for p in batch]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        sampled = temperature > 0
+        torch.manual_seed(seed + i)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sampled,
+                                 temperature=temperature if sampled else None, top_p=None, top_k=0 if sampled else None,
+                                 num_return_sequences=samples if sampled else 1,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        for p, seq in zip(batch, out[:, enc.input_ids.shape[1]:]):
+        each = [p for p in batch for _ in range(samples if sampled else 1)]  # generate repeats each prompt in place
+        for p, seq in zip(each, out[:, enc.input_ids.shape[1]:]):
             text = tok.decode(seq, skip_special_tokens=True)
             formed += text.lstrip().startswith("<think>") and "</think>" in text and \
                 tasks.extract_answer(text) is not None
@@ -34,4 +42,4 @@ def accuracy(model_dir: Path, problems: list[tasks.Problem], system_prompt: str 
     n = sum(len(v) for v in by_level.values())
     return {"accuracy": sum(sum(v) for v in by_level.values()) / n,
             "by_level": {str(k): sum(v) / len(v) for k, v in sorted(by_level.items())},
-            "well_formed": formed / n, "problems": n}
+            "well_formed": formed / n, "problems": len(problems), "answers": n}

@@ -41,6 +41,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     params["miniature"]["teacher_train"].update(steps=150)
     params["miniature"]["student_train"].update(steps=60)  # knows the format, loops: rollouts hit their cap
     params["generate"].update(n=2, shard_questions=4)
+    params["evaluate"].update(samples=1, temperature=0, max_new_tokens=64)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site"), DVC_NO_ANALYTICS="1")
@@ -51,9 +52,9 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     out = sh(["dvc", "repro"], clone, env)
     per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "naturalness", "dedup", "select") for t in ("0.6", "1.0")}
-    mixed = {"rollout", "truncate", "continue", "mixed_filter", "export_mixed", "train@stage3"}
+    downstream = {"rollout", "truncate", "continue", "mixed_filter", "export_mixed", "train@stage3", "evaluate"}
     assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2", "train@stage1",
-                        "train@stage2"} | per_t | mixed
+                        "train@stage2"} | per_t | downstream
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 150 and mini["teacher"]["problems"] == 8
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
@@ -109,6 +110,11 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
             detail = row["messages"][-1]["train_detail"]
             assert detail[0]["end_offset"] + 1 == detail[1]["begin_offset"] == row["prefix_chars"] > 0
             assert 0.5 < row["cut_fraction"] < 1
+    # the student before training and after each phase, on the held-out problems
+    ev = json.loads((clone / "metrics" / "evaluate.json").read_text())
+    assert list(ev["models"]) == ["base", "stage1", "stage2", "stage3"]
+    assert all(m["problems"] == m["answers"] == 8 for m in ev["models"].values())
+    assert (clone / "plots" / "evaluate.csv").read_text().splitlines()[0] == "model,accuracy,well_formed"
     # `dasd sql` from a subfolder sees every stage's output
     res = sh(["dasd", "sql", "SELECT g.temperature, count(DISTINCT response_id) AS n FROM generations g "
               "JOIN student_scores USING (response_id) JOIN sentences USING (response_id) GROUP BY 1 ORDER BY 1",
@@ -121,7 +127,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     params["select"]["top_k"] = 2
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran(sh(["dvc", "repro"], clone, env)) == {"select@0.6", "select@1.0", "export@stage1", "export@stage2",
-                                                      "train@stage1", "train@stage2"} | mixed
+                                                      "train@stage1", "train@stage2"} | downstream
     for stage in ("stage1", "stage2"):  # up to two responses per question now
         assert json.loads((clone / "metrics" / "export" / f"{stage}.json").read_text())["examples"] > top1[stage]
 
