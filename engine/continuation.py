@@ -71,6 +71,9 @@ def run(cp: ContinueParams, teacher: ModelParams, truncate_dir: Path, questions_
     qs = tables.read_table(questions_dir, columns=["question_id", "messages"])
     by_id = dict(zip(qs.column("question_id").to_pylist(), qs.column("messages").to_pylist()))
     rows = truncated.to_pylist()
+    missing = sorted({r["question_id"] for r in rows} - set(by_id))
+    if missing:  # a truncated rollout whose question left the question set would have no prompt
+        raise ValueError(f"{path}: question(s) not in {questions_dir}, e.g. {missing[:3]}; rerun the mixed-policy stages")
     prompts = [by_id[r["question_id"]] for r in rows]
     prefills = []
     for r in rows:
