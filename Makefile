@@ -44,6 +44,8 @@ ifneq ($(PROFILE),)
 	cp profiles/$(PROFILE).yaml params.yaml
 endif
 	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
+	# the Hub repository it would publish, built locally (the publish stage itself is frozen)
+	PATH=$(abspath $(VENV))/bin:$$PATH dasd publish --dry-run data/publish
 
 test: $(STAMP) $(AXO_STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH DASD_AXOLOTL_PYTHON=$(abspath $(AXO_VENV))/bin/python $(PY) -m pytest -q

@@ -30,6 +30,10 @@ EPILOG = """pipeline (dvc repro runs these in order):
   mixed_filter   the filter's rules on prefix + continuation -> data/mixed_filter/
   export_mixed   the stage-3 set: mixed-policy samples + off-policy ones -> data/export/stage3/
   evaluate       held-out accuracy of the student before training and after each phase -> metrics/evaluate.json
+  publish        frozen: the Hub dataset repository (configs + dataset card) -> data/publish/, then upload
+
+not a stage:
+  import         an existing SFT dataset with teacher token logprobs -> data/questions/ + data/generations/T=<t>/
 
 query any stage's output:
   dasd sql "SELECT finish_reason, count(*) FROM generations GROUP BY ALL"
@@ -266,6 +270,59 @@ def cmd_evaluate(args):
         print(f"evaluate {name}: accuracy {m['accuracy']:.3f}, well-formed {m['well_formed']:.2f}")
 
 
+def cmd_publish(args):
+    from . import publish
+
+    root, params = _ctx(args)
+    pp = P.section(params, "publish", publish.PublishParams)
+    if args.private is not None:
+        pp.private = args.private
+    r = publish.run(pp, args.repo_id, params, root, Path(args.dry_run) if args.dry_run else None)
+    print(f"publish {r['repo_id']}: " + ", ".join(f"{k} {v} rows" for k, v in r["configs"].items())
+          + f" -> {r['folder']} ({len(r['files'])} files)")
+    print(f"uploaded: {r['uploaded']}" if r["uploaded"] else
+          "dry run: nothing uploaded (--dry-run, or params publish.dry_run: true)")
+
+
+def _table_spec(where: str, root: Path, config: str | None, split: str) -> dict:
+    """A local file/folder (relative to the working directory or the project root) or a Hub dataset id."""
+    for base in (Path.cwd(), root):
+        if (base / where).exists():
+            return {"path": str((base / where).resolve()), "config": config, "split": split}
+    return {"hf": where, "config": config, "split": split}
+
+
+def cmd_import(args):
+    from . import importer
+
+    root, params = _ctx(args)
+    teacher = P.section(params, "teacher", P.ModelParams)
+    if args.teacher_model:
+        teacher.model = args.teacher_model
+    if args.tokenizer:
+        teacher.options = {**teacher.options, "tokenizer": args.tokenizer}
+    if args.format:
+        teacher.format = args.format
+    source = {**_table_spec(args.source, root, args.config, args.split), "license": args.license,
+              "fields": {"id": args.id_field, "question": args.question_field, "response": args.response_field},
+              **({"domain": args.domain} if args.domain else {"domain_field": args.domain_field})}
+    if args.answer_field:
+        source["fields"]["answer"] = args.answer_field
+    logprobs = None
+    if args.logprobs:
+        logprobs = {**_table_spec(args.logprobs, root, args.logprobs_config, args.split),
+                    "fields": {"id": args.logprobs_id_field, "token_ids": args.token_ids_field,
+                               "logprobs": args.logprobs_field}}
+    ip = importer.ImportParams(source=source, logprobs=logprobs, temperature=args.temperature,
+                               logprobs_mode=args.logprobs_mode, finish_reason=args.finish_reason,
+                               on_error=args.on_error)
+    r = importer.run(ip, teacher, params.get("system_prompt"), root, root / "data", root / "metrics",
+                     progress=not args.no_progress)
+    print(f"import: {r['rows']} rows -> {r['imported']} responses of {r['questions']} questions in "
+          f"data/generations/{P.temperature_dir(r['temperature'])}/, {r['quarantined']} quarantined "
+          f"(data/quarantine/import-{P.temperature_dir(r['temperature'])}.parquet: {r['quarantined_by_reason']})")
+
+
 def cmd_sql(args):
     from . import sql
 
@@ -407,6 +464,56 @@ def build_parser() -> argparse.ArgumentParser:
              "miniature's held-out problems (`samples` sampled answers each, or greedy): exact-match accuracy "
              "by level and well-formedness in metrics/evaluate.json, a plot in plots/evaluate.csv.")
 
+    s = _command(sub, "publish", cmd_publish, "build the Hub dataset repository and its card; upload it",
+                 "Builds the whole Hub dataset repository in a folder: one config per exported set "
+                 "(<stage>_low_temperature, <stage>_high_temperature, <name>_mixed_policy) and `candidates` "
+                 "(every teacher response with both models' token logprobs), Parquet shards in the Hub layout, "
+                 "and a README dataset card generated from the pipeline's records (counts per rule and domain, "
+                 "token statistics, models, thresholds, dvc.lock hashes and params). Without a dry run (--dry-run "
+                 "DIR, or params publish.dry_run: true as in the default profile) it then creates the repository "
+                 "if needed and uploads params publish.folder, deleting stale shards. The token comes from "
+                 "HF_TOKEN or `hf auth login` and is never printed or written. The DVC stage is frozen: "
+                 "`dvc repro` never uploads.")
+    s.add_argument("repo_id", nargs="?", metavar="REPO_ID", help="owner/name (default: params publish.repo_id)")
+    s.add_argument("--private", dest="private", action="store_true", default=None,
+                   help="create the repository private (default: params publish.private; an existing "
+                        "repository keeps its visibility)")
+    s.add_argument("--public", dest="private", action="store_false", help="create it public")
+    s.add_argument("--dry-run", metavar="DIR", help="build the repository in DIR and upload nothing")
+
+    s = _command(sub, "import", cmd_import, "an existing SFT dataset with teacher token logprobs -> generation tables",
+                 "Turns a released SFT dataset whose teacher token logprobs are published (e.g. the DASD authors': "
+                 "an SFT table uuid/input/output/domain and a logprob table sample_uuid/token_ids/logprobs, token ids "
+                 "in gpt-oss's tokenizer) into data/questions/ and data/generations/T=<t>/, rebuilding each response "
+                 "from its token ids with the teacher's tokenizer and format (params `teacher`, or --tokenizer / "
+                 "--format) and checking it against the released text. Rows that cannot be imported go to "
+                 "data/quarantine/import-T=<t>.parquet with file, line, field and reason. Then run `dasd score`, "
+                 "`sentences`, `filter`, `dedup`, `select`, `export` as usual. Resumable.", progress=True)
+    s.add_argument("source", help="the SFT table: a local file or folder, or a Hub dataset id")
+    s.add_argument("--logprobs", help="the logprob table (file, folder or Hub id); default: columns of SOURCE")
+    s.add_argument("--config", help="Hub config of SOURCE")
+    s.add_argument("--logprobs-config", help="Hub config of the logprob table")
+    s.add_argument("--split", default="train")
+    s.add_argument("--temperature", type=float, default=1.0, help="the temperature the teacher sampled at")
+    s.add_argument("--id-field", default="uuid")
+    s.add_argument("--question-field", default="input")
+    s.add_argument("--response-field", default="output")
+    s.add_argument("--answer-field", help="a reference answer column, if any")
+    s.add_argument("--domain-field", default="domain", help="the column holding math|code|science|instruction")
+    s.add_argument("--domain", help="one domain for every row instead of --domain-field")
+    s.add_argument("--license", help="the source's license, recorded on every question")
+    s.add_argument("--logprobs-id-field", default="sample_uuid")
+    s.add_argument("--token-ids-field", default="token_ids")
+    s.add_argument("--logprobs-field", default="logprobs")
+    s.add_argument("--logprobs-mode", default="raw_logprobs", choices=["raw_logprobs", "processed_logprobs"],
+                   help="what the released logprobs are: the teacher's own distribution, or after temperature")
+    s.add_argument("--finish-reason", default="stop", choices=["stop", "length"],
+                   help="for responses whose tokens end without a stop token")
+    s.add_argument("--teacher-model", help="the teacher's name to record (default: params teacher.model)")
+    s.add_argument("--tokenizer", help="the teacher's tokenizer folder (default: params teacher)")
+    s.add_argument("--format", choices=["chat", "harmony"], help="the token ids' format (default: params teacher.format)")
+    s.add_argument("--on-error", default="quarantine", choices=["quarantine", "raise"])
+
     s = _command(sub, "sql", cmd_sql, "query stage outputs with DuckDB",
                  "Runs a query (or a .sql file) with one view per stage output: "
                  + ", ".join(SQL_VIEWS) + ".")
@@ -422,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (P.ParamsError, InputError, FileNotFoundError) as e:
+    except (P.ParamsError, InputError, FileNotFoundError, P.StageError) as e:
         # bad params or bad input: one clear line naming the file (and line, field), no traceback
         print(f"dasd {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from .backends import Request, Sampling, make_backend
 from .jobs import run_shards
 from .params import GenerateParams, ModelParams
 
+
 def question_seed(seed: int, question_id: str, temperature: float) -> int:
     """The sampling seed of one question: independent of batching, order and resume."""
     return int(tables.content_hash(seed, question_id, f"{temperature:g}", length=8), 16) & 0x7FFFFFFF
@@ -33,17 +34,23 @@ def manifest(gp: GenerateParams, teacher: ModelParams, temperature: float, quest
     }
 
 
+def generation_row(r: responses.Response, response_id: str, question_id: str, temperature: float, sample_index: int,
+                   seed, teacher: ModelParams, backend: str, logprobs_mode: str) -> dict:
+    """One GENERATIONS row from a built response (a sampled one, or an imported one)."""
+    return dict(
+        response_id=response_id, question_id=question_id, temperature=temperature, sample_index=sample_index,
+        seed=seed, teacher_model=teacher.model, teacher_revision=teacher.revision, backend=backend,
+        logprobs_mode=logprobs_mode, text=r.text, finish_reason=r.finish_reason, teacher_token_count=r.token_count,
+        token_ids=r.token_ids, token_logprobs=r.logprobs, token_starts=r.starts, token_ends=r.ends,
+        raw_output=r.raw_output)
+
+
 def response_rows(question_ids, samples, seeds, temperature, teacher: ModelParams, backend, tokenizer):
     for qid, per_q, seed in zip(question_ids, samples, seeds):
         for k, sample in enumerate(per_q):
             r = responses.build(sample, tokenizer, teacher.format)
-            yield dict(
-                response_id=tables.content_hash(qid, f"{temperature:g}", k, seed), question_id=qid,
-                temperature=temperature, sample_index=k, seed=seed, teacher_model=teacher.model,
-                teacher_revision=teacher.revision, backend=backend.name, logprobs_mode=backend.logprobs_mode,
-                text=r.text, finish_reason=r.finish_reason, teacher_token_count=r.token_count,
-                token_ids=r.token_ids, token_logprobs=r.logprobs, token_starts=r.starts, token_ends=r.ends,
-                raw_output=r.raw_output)
+            yield generation_row(r, tables.content_hash(qid, f"{temperature:g}", k, seed), qid, temperature, k, seed,
+                                 teacher, backend.name, backend.logprobs_mode)
 
 
 def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_dir: Path, out_dir: Path,

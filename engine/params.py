@@ -15,6 +15,10 @@ class ParamsError(ValueError):
     pass
 
 
+class StageError(RuntimeError):
+    """A stage cannot go on for a reason the user can fix (the CLI prints one line, no traceback)."""
+
+
 def project_root(start: Path | None = None) -> Path:
     """The project folder: $DASD_ROOT, else the nearest parent of `start` (cwd) holding dvc.yaml."""
     if os.environ.get("DASD_ROOT"):

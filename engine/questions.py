@@ -52,6 +52,7 @@ class Source:
     columns: list[str] | None = None  # names for a header-less CSV
     license: str | None = None
     limit: int | None = None         # keep only the first N rows (samples of big sources)
+    drop: list[str] = field(default_factory=list)  # columns left out of `metadata` (e.g. a response's text)
 
     def __post_init__(self):
         if (self.path is None) == (self.hf is None):
@@ -230,7 +231,7 @@ def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str 
         if domain not in DOMAINS:
             raise InputError(label, line, src.domain_field, f"domain {domain!r} is not one of {DOMAINS}")
     id_col = src.fields.get("id")
-    used = {q_col, a_col}
+    used = {q_col, a_col, *src.drop}
     meta = {k: v for k, v in row.items() if k not in used}
     messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
         [{"role": "user", "content": question}]

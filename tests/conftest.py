@@ -60,6 +60,27 @@ def vllm_teacher(mini):
     backend.close()
 
 
+HARMONY_SPECIALS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>", "<|constrain|>"]
+# gpt-oss's layout: every message `<|start|>{role}<|message|>{content}<|end|>`, the prompt ends at `<|start|>assistant`
+HARMONY_TEMPLATE = ("{% for m in messages %}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}<|end|>{% endfor %}"
+                    "{% if add_generation_prompt %}<|start|>assistant{% endif %}")
+
+@pytest.fixture(scope="session")
+def harmony_teacher(mini, tmp_path_factory):
+    """A tiny model whose tokenizer has gpt-oss's special tokens and a harmony chat template."""
+    from engine.miniature import models, tasks
+
+    folder = tmp_path_factory.mktemp("harmony")
+    corpus = [p.question + "\n" + p.solution for p in tasks.make_problems(300, seed=7)]
+    tok = models.train_tokenizer(corpus, 600, folder)
+    tok.add_special_tokens({"additional_special_tokens": HARMONY_SPECIALS})
+    tok.chat_template = HARMONY_TEMPLATE
+    tok.eos_token = "<|return|>"
+    tok.save_pretrained(folder)
+    models.build_model(models.ModelSpec(arch="qwen2", vocab_size=600, hidden_size=64), tok, seed=4, out_dir=folder)
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -129,3 +150,29 @@ def _model(path):
 
         _MODELS[path] = AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
     return _MODELS[path]
+
+
+def write_release(folder: Path, rows: list[dict], tokenizer, seed: int = 0) -> tuple[Path, Path]:
+    """A dataset in the layout of the DASD authors' release: an SFT table (uuid, input, output, domain, meta)
+    and a logprob table (sample_uuid, token_ids, logprobs) whose token ids are `row["raw"]` (the teacher's
+    own output, e.g. harmony channels) in `tokenizer`, with seeded logprobs. Returns (sft file, logprob folder)."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    sft = folder / "sft.jsonl"
+    with open(sft, "w") as f:
+        for r in rows:
+            f.write(json.dumps({"uuid": r["uuid"], "input": r["input"], "output": r["output"],
+                                "domain": r.get("domain", "math"), "meta": json.dumps({"source": "test"})}) + "\n")
+    ids = [tokenizer.encode(r["raw"], add_special_tokens=False) for r in rows]
+    lp = folder / "logprobs"
+    lp.mkdir(exist_ok=True)
+    pq.write_table(pa.table({"sample_uuid": [r["uuid"] for r in rows], "token_ids": ids,
+                             "logprobs": [(-rng.exponential(0.7, len(i))).tolist() for i in ids]}),
+                   lp / "train-00000-of-00001.parquet")
+    return sft, lp

@@ -12,31 +12,10 @@ from engine import continuation, responses, tables
 from engine.backends import Request, Sampling, make_backend
 from engine.params import ModelParams
 
-HARMONY_SPECIALS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>", "<|constrain|>"]
-# gpt-oss's layout: every message `<|start|>{role}<|message|>{content}<|end|>`, the prompt ends at `<|start|>assistant`
-HARMONY_TEMPLATE = ("{% for m in messages %}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}<|end|>{% endfor %}"
-                    "{% if add_generation_prompt %}<|start|>assistant{% endif %}")
-
 PREFIXES = {  # student-format prefixes: cut inside the reasoning, and after it closed
     "reasoning": "<think>\nFirst, 12 + 7 = 19. Then 19 - 4",
     "answer": "<think>\n12 + 7 = 19.\n</think>\n\nThe answer",
 }
-
-
-@pytest.fixture(scope="module")
-def harmony_teacher(mini, tmp_path_factory):
-    """A tiny model whose tokenizer has gpt-oss's special tokens and a harmony chat template."""
-    from engine.miniature import models, tasks
-
-    folder = tmp_path_factory.mktemp("harmony")
-    corpus = [p.question + "\n" + p.solution for p in tasks.make_problems(300, seed=7)]
-    tok = models.train_tokenizer(corpus, 600, folder)
-    tok.add_special_tokens({"additional_special_tokens": HARMONY_SPECIALS})
-    tok.chat_template = HARMONY_TEMPLATE
-    tok.eos_token = "<|return|>"
-    tok.save_pretrained(folder)
-    models.build_model(models.ModelSpec(arch="qwen2", vocab_size=600, hidden_size=64), tok, seed=4, out_dir=folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

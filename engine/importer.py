@@ -1,0 +1,267 @@
+"""`dasd import` (module `importer`: `import` is a Python keyword): an existing SFT dataset whose teacher
+token logprobs were released, as the engine's own tables — so a user who cannot run a 120B teacher can
+still score it with their own student and run the filters, dedup and DAS on it.
+
+Input, e.g. the DASD authors' release: an SFT table (`uuid`, `input` the question, `output` the response,
+`domain`, `meta`) and a logprob table (`sample_uuid`, `token_ids` in the teacher's tokenizer — gpt-oss's
+harmony tokens for their release — and `logprobs`, one per token), joined on the id; or one table holding
+all of it. Each may be a local file (JSONL/JSON/Parquet/CSV), a local dataset folder or a Hub dataset.
+
+Output, as `questions` and `generate@T` would have written them:
+- data/questions/ through the questions stage itself (the SFT table as one question source);
+- data/generations/T=<t>/ — each response rebuilt from its token ids by the same code path as a sampled
+  one (`responses.build`: harmony channels → `<think>…</think>answer`, token spans), and checked against
+  the released text: rows whose tokens do not decode to it (whitespace aside), lack logprobs, or carry
+  values that are not log probabilities go to data/quarantine/import-T=<t>.parquet with the file, line, field
+  and reason (kept + quarantined = input, metrics/import/T=<t>.json);
+- resumable: shards of `shard_rows` source rows, atomic, skipped when done (same manifest).
+Then `dasd score`, `sentences`, `filter`, `dedup`, `select`, `export` run on them as usual, or `dvc repro`
+with the stages that would overwrite them frozen (`dvc freeze miniature questions generate@<t>`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import questions as Q
+from . import responses, tables
+from .backends import Sample
+from .generate import generation_row
+from .params import ModelParams, ParamsError, QuestionsParams, temperature_dir
+
+
+@dataclass
+class ImportParams:
+    source: dict                        # a question source (engine/questions.Source) + fields.response
+    logprobs: dict | None = None        # {path|hf, config, split, fields: {id, token_ids, logprobs}}; None: in `source`
+    temperature: float = 1.0            # the temperature the teacher sampled at (the folder T=<t>)
+    logprobs_mode: str = "raw_logprobs"  # what the released logprobs are (raw_logprobs | processed_logprobs)
+    finish_reason: str = "stop"         # for responses whose tokens end without a stop token (released SFT data
+                                        # holds finished responses; its token lists often omit the stop token)
+    shard_rows: int = 1000
+    on_error: str = "quarantine"        # quarantine | raise
+
+    def __post_init__(self):
+        if "response" not in self.source.get("fields", {}):
+            raise ParamsError("import: map fields.response to the column holding the teacher's response text")
+        if self.on_error not in ("raise", "quarantine"):
+            raise ParamsError(f"import: on_error must be 'raise' or 'quarantine', not {self.on_error!r}")
+        lp = self.logprobs_fields()
+        if self.logprobs is not None and "id" not in lp:
+            raise ParamsError("import: the logprob table is joined on an id: map logprobs.fields.id")
+        if self.logprobs is not None and "id" not in self.source.get("fields", {}):
+            raise ParamsError("import: the logprob table is joined on an id: map the source's fields.id")
+
+    def logprobs_fields(self) -> dict:
+        return {"token_ids": "token_ids", "logprobs": "logprobs", **((self.logprobs or {}).get("fields") or {})}
+
+
+class LogprobTable:
+    """The logprob table, memory-mapped (datasets/Arrow) and indexed by id; rows fetched per shard."""
+
+    def __init__(self, spec: dict, fields: dict, root: Path):
+        import datasets
+
+        self.label = spec.get("path") or f"hf:{spec.get('hf')}"
+        if spec.get("hf"):
+            ds = datasets.load_dataset(spec["hf"], spec.get("config"), split=spec.get("split", "train"))
+        else:
+            path = root / spec["path"]
+            if not path.exists():
+                raise FileNotFoundError(f"{spec['path']}: logprob table not found")
+            if path.is_dir():
+                ds = datasets.load_dataset(str(path), spec.get("config"), split=spec.get("split", "train"))
+            else:
+                kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+                if kind is None:
+                    raise ParamsError(f"{spec['path']}: unknown format (jsonl, json, parquet, csv)")
+                ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        missing = [c for c in (fields["id"], fields["token_ids"], fields["logprobs"]) if c not in ds.column_names]
+        if missing:
+            raise Q.InputError(self.label, None, missing[0], f"missing column (has: {ds.column_names})")
+        self.ds, self.fields, self.index, self.repeated = ds, fields, {}, set()
+        for i, key in enumerate(ds[fields["id"]]):
+            if str(key) in self.index:
+                self.repeated.add(str(key))
+            self.index[str(key)] = i
+
+    def fetch(self, keys: list[str]) -> dict[str, tuple[int, list, list]]:
+        """id -> (1-based row, token ids, logprobs) for the ids present."""
+        rows = sorted({self.index[k] for k in keys if k in self.index})
+        got = self.ds.select(rows)
+        ids, lps = got[self.fields["token_ids"]], got[self.fields["logprobs"]]
+        by_row = {r: (r + 1, i, lp) for r, i, lp in zip(rows, ids, lps)}
+        return {k: by_row[self.index[k]] for k in keys if k in self.index}
+
+
+def merge_questions(new: Path, into: Path) -> None:
+    """`into` becomes the union of both question tables, one row per question_id (the one already there wins)."""
+    parts = [pq.read_table(p) for p in (into, new) if p.exists()]
+    merged = pa.concat_tables(parts)
+    first = {}
+    for i, qid in enumerate(merged.column("question_id").to_pylist()):
+        first.setdefault(qid, i)
+    tables.write_parquet(merged.take(sorted(first.values())).cast(tables.QUESTIONS), into)
+
+
+def _first_difference(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def convert(key: str, label: str, line: int, tokens, response_text, tokenizer, fmt: str, ip: ImportParams,
+            lp_label: str, stop_ids: set) -> responses.Response:
+    """One released response as the engine's Response; InputError naming file, line and field when it cannot be."""
+    f = ip.logprobs_fields()
+    if tokens is None:
+        raise Q.InputError(lp_label, None, f.get("id"), f"no logprob row for id {key!r}")
+    lp_line, ids, lps = tokens
+    if ids is None or lps is None or len(ids) == 0:
+        raise Q.InputError(lp_label, lp_line, f["token_ids"] if not ids else f["logprobs"], "missing or empty")
+    if len(ids) != len(lps):
+        raise Q.InputError(lp_label, lp_line, f["logprobs"], f"{len(lps)} logprobs for {len(ids)} token ids")
+    bad = next((x for x in lps if x is None or not math.isfinite(x) or x > 1e-4), "ok")
+    if bad != "ok":
+        raise Q.InputError(lp_label, lp_line, f["logprobs"], f"{bad!r} is not a log probability")
+    vocab = len(tokenizer)
+    out_of_vocab = next((t for t in ids if not 0 <= int(t) < vocab), None)
+    if out_of_vocab is not None:
+        raise Q.InputError(lp_label, lp_line, f["token_ids"],
+                           f"token id {out_of_vocab} is outside the teacher tokenizer's vocabulary ({vocab})")
+    finish = "stop" if int(ids[-1]) in stop_ids else ip.finish_reason
+    r = responses.build(Sample(logprobs=[float(x) for x in lps], finish_reason=finish, token_ids=[int(t) for t in ids]),
+                        tokenizer, fmt)
+    if response_text is not None:
+        got, want = Q.normalize(r.text), Q.normalize(str(response_text))
+        if got != want:
+            at = _first_difference(got, want)
+            raise Q.InputError(label, line, ip.source["fields"]["response"],
+                               f"differs from what its token ids decode to (from normalised character {at}: "
+                               f"{want[at:at + 40]!r} vs {got[at:at + 40]!r})")
+    return r
+
+
+def _stream(src: Q.Source, root: Path, system_prompt: str | None):
+    """(line, staged question row or InputError, raw row) for every source row, in file order."""
+    label = src.path or f"hf:{src.hf}"
+    for line, row in Q.read_source(src, root):
+        if isinstance(row, Q.InputError):
+            yield line, row, None
+            continue
+        try:
+            yield line, Q.stage_row(src, label, line, row, system_prompt), row
+        except Q.InputError as e:
+            yield line, e, row
+
+
+def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root: Path, data: Path,
+        metrics_dir: Path, progress: bool = True) -> dict:
+    lp_fields = ip.logprobs_fields()
+    # the question source: the response and token columns are not the question's metadata
+    spec = {**ip.source, "name": "import",
+            "fields": {k: v for k, v in ip.source["fields"].items() if k != "response"},
+            "drop": [ip.source["fields"]["response"], *([] if ip.logprobs else [lp_fields["token_ids"], lp_fields["logprobs"]])]}
+    src = Q.Source(**spec)
+    label = src.path or f"hf:{src.hf}"
+    # the questions, exactly as the questions stage ingests a source (dedup, quarantine, report), then
+    # added to those already in data/questions/ (another temperature's import, or the user's own)
+    data.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=data))
+    try:
+        qreport = Q.run(QuestionsParams(sources=[spec], on_error=ip.on_error), system_prompt, root, staging / "questions",
+                        staging / "quarantine.parquet", staging / "questions.json")
+        merge_questions(staging / "questions" / "questions.parquet", data / "questions" / "questions.parquet")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    tokenizer = teacher.tokenizer()
+    stop_ids = set(getattr(tokenizer, "all_special_ids", None) or [])
+    table = LogprobTable(ip.logprobs, lp_fields, root) if ip.logprobs else None
+    lp_label = table.label if table else label
+    t = float(ip.temperature)
+    out = tables.ShardedOutput(data / "generations" / temperature_dir(t), {
+        "import": {k: v for k, v in ip.__dict__.items() if k not in ("shard_rows", "on_error")},
+        "shard_rows": ip.shard_rows, "teacher": teacher.identity()}).open()
+    done = out.done_shards()
+    quarantined, rows_in, per_question = [], 0, {}
+    from tqdm import tqdm
+
+    bar = tqdm(unit="row", desc=f"import T={t:g}", disable=not progress)
+    shard, k = [], 0
+
+    def flush(shard, k):
+        if k in done:
+            return
+        keys = [str(raw.get(src.fields.get("id"))) if raw is not None else None for _, _, raw, _ in shard]
+        fetched = table.fetch([x for x in keys if x is not None]) if table else {}
+        out_rows, shard_quarantine = [], []
+        for (line, staged, raw, index), key in zip(shard, keys):
+            try:
+                if isinstance(staged, Q.InputError):
+                    raise staged
+                if table:
+                    if key in table.repeated:
+                        raise Q.InputError(lp_label, None, lp_fields["id"], f"id {key!r} appears more than once")
+                    tokens = fetched.get(key)
+                else:
+                    tokens = (line, raw.get(lp_fields["token_ids"]), raw.get(lp_fields["logprobs"]))
+                r = convert(key, label, line, tokens, raw.get(ip.source["fields"]["response"]), tokenizer,
+                            teacher.format, ip, lp_label, stop_ids)
+            except Q.InputError as e:
+                if ip.on_error == "raise":
+                    raise
+                shard_quarantine.append(dict(stage="import", source="import", file=e.file, line=e.line, field=e.field,
+                                             reason=e.reason, raw=(e.raw or json.dumps(
+                                                 {c: v for c, v in (raw or {}).items() if c not in lp_fields.values()},
+                                                 default=str, ensure_ascii=False))[:2000]))
+                continue
+            qid = staged["question_id"]
+            out_rows.append(generation_row(r, tables.content_hash("import", key or f"{label}:{line}"), qid, t, index,
+                                           None, teacher, "import", ip.logprobs_mode))
+        out.write_shard(k, pa.Table.from_pylist(out_rows, schema=tables.GENERATIONS))
+        # the shard's quarantine rows are written with it, so a resumed run counts them once
+        tables.write_parquet(pa.Table.from_pylist(shard_quarantine, schema=tables.QUARANTINE),
+                             out.folder / f"quarantine-{k:05d}.parquet.q")
+
+    for line, staged, raw in _stream(src, root, system_prompt):
+        rows_in += 1
+        qid = None if isinstance(staged, Q.InputError) else staged["question_id"]
+        index = per_question.get(qid, 0)  # sample_index: the response's order among its question's, in file order
+        if qid is not None:
+            per_question[qid] = index + 1
+        shard.append((line, staged, raw, index))
+        if len(shard) == ip.shard_rows:
+            flush(shard, k)
+            shard, k = [], k + 1
+        bar.update(1)
+    if shard:
+        flush(shard, k)
+    bar.close()
+    for q in sorted(out.folder.glob("quarantine-*.parquet.q")):
+        quarantined += pq.read_table(q).to_pylist()
+    tables.write_parquet(pa.Table.from_pylist(quarantined, schema=tables.QUARANTINE),
+                         data / "quarantine" / f"import-{temperature_dir(t)}.parquet")
+    from .generate import write_report
+
+    gen = write_report(out.folder, metrics_dir / "generate" / f"{temperature_dir(t)}.json", t)
+    report = {"rows": rows_in, "imported": gen["responses"], "quarantined": len(quarantined),
+              "questions": qreport["questions"], "temperature": t,
+              "quarantined_by_reason": _count(q["reason"].split(" (")[0] for q in quarantined),
+              "generations": gen}
+    if report["imported"] + report["quarantined"] != rows_in:
+        raise AssertionError(f"import: {rows_in} rows in, {report['imported']} imported + "
+                             f"{report['quarantined']} quarantined")
+    tables.write_json(report, metrics_dir / "import" / f"{temperature_dir(t)}.json")
+    return report
+
+
+def _count(items) -> dict:
+    out = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return dict(sorted(out.items()))
