@@ -29,7 +29,9 @@ PHASES = ("base", "stage1", "stage2", "stage3")
 
 
 def one_liner(name: str) -> str:
-    return " ".join(["dvc exp run -n", name, *(f"-S {s}" for s in ABLATIONS[name][1])])
+    # --temp: each experiment runs in its own copy of the committed project (outputs from the cache), so the
+    # workspace, its params and one experiment's changes never leak into the next
+    return " ".join(["dvc exp run --temp -n", name, *(f"-S {s}" for s in ABLATIONS[name][1])])
 
 
 def run_all(names: list[str]) -> None:
