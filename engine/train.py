@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,8 @@ class Hyper:
     packing: bool = True
     bf16: bool = True
     seed: int = 0
-    deepspeed: str | None = None     # e.g. Axolotl's deepspeed_configs/zero3_bf16.json
+    deepspeed: str | None = None     # Axolotl's deepspeed_configs/zero<N>*.json (LLaMA-Factory gets the same
+                                     # ZeRO stage as configs/deepspeed.json), or a JSON file of your own
     liger: bool = False
     flash_attention: bool = False
     max_steps: int | None = None     # a cap for smoke runs; null: the epochs decide
@@ -155,7 +157,9 @@ def llamafactory_config(tp: TrainParams, name: str) -> tuple[dict, dict]:
                                "assistant_tag": "assistant", "system_tag": "system"}}}
     cfg = {
         "model_name_or_path": tp.init_model(name), "stage": "sft", "do_train": True, "finetuning_type": "full",
-        "dataset": dataset, "dataset_dir": dataset_dir, "template": "default",
+        # no `template`: LLaMA-Factory then parses the student tokenizer's own chat template (as Axolotl's
+        # tokenizer_default and TRL use it); a named one ("default", "qwen3") would render other text
+        "dataset": dataset, "dataset_dir": dataset_dir,
         "cutoff_len": h.sequence_len, "packing": h.packing, "output_dir": f"data/train/{name}/model",
         "per_device_train_batch_size": h.micro_batch, "gradient_accumulation_steps": h.accumulation(),
         "learning_rate": h.learning_rate, "num_train_epochs": h.epochs, "lr_scheduler_type": "cosine_with_min_lr",
@@ -166,12 +170,33 @@ def llamafactory_config(tp: TrainParams, name: str) -> tuple[dict, dict]:
     if h.max_steps:
         cfg["max_steps"] = h.max_steps
     if h.deepspeed:
-        cfg["deepspeed"] = h.deepspeed
+        cfg["deepspeed"] = f"{dataset_dir}/{LF_DEEPSPEED}" if deepspeed_stage(h.deepspeed) else h.deepspeed
     if h.liger:
         cfg["enable_liger_kernel"] = True
     if h.flash_attention:
         cfg["flash_attn"] = "fa2"
     return cfg, info
+
+
+LF_DEEPSPEED = "deepspeed.json"
+
+
+def deepspeed_stage(name: str) -> int | None:
+    """The ZeRO stage of one of Axolotl's bundled DeepSpeed configs (`deepspeed_configs/zero3_bf16.json`), which
+    only Axolotl ships; None for a config file of the user's own (passed to every trainer as it is)."""
+    m = re.fullmatch(r"deepspeed_configs/zero(\d)\w*\.json", name)
+    return int(m.group(1)) if m else None
+
+
+def deepspeed_config(stage: int) -> dict:
+    """The same ZeRO stage for LLaMA-Factory (and any HF Trainer): sizes and precision left to the trainer."""
+    zero = {"stage": stage, "overlap_comm": False, "contiguous_gradients": True, "reduce_bucket_size": "auto"}
+    if stage == 3:
+        zero.update(stage3_prefetch_bucket_size="auto", stage3_param_persistence_threshold="auto",
+                    stage3_gather_16bit_weights_on_model_save=True)
+    return {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+            "gradient_clipping": "auto", "zero_allow_untested_optimizer": True, "bf16": {"enabled": "auto"},
+            "fp16": {"enabled": "auto"}, "zero_optimization": zero}
 
 
 def trl_arguments(tp: TrainParams, name: str) -> dict:
@@ -200,6 +225,9 @@ def render(tp: TrainParams, name: str, folder: Path) -> None:
         lf, info = llamafactory_config(tp, name)
         (folder / "llamafactory.yaml").write_text(yaml.safe_dump(lf, sort_keys=False))
         (folder / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        stage = deepspeed_stage(tp.hyper_of(name).deepspeed or "")
+        if stage:
+            (folder / LF_DEEPSPEED).write_text(json.dumps(deepspeed_config(stage), indent=2) + "\n")
     (folder / "trl.json").write_text(json.dumps(trl_arguments(tp, name), indent=2, sort_keys=True) + "\n")
 
 
