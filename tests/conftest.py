@@ -81,6 +81,17 @@ def harmony_teacher(mini, tmp_path_factory):
     return folder
 
 
+def trainer_python(variable: str, venv: str, target: str) -> str:
+    """The python of a trainer's own venv: $variable (set by `make test`), else the project's `venv`; a test
+    needing it skips when neither was built, and fails when $variable names a missing one."""
+    python = os.environ.get(variable, str(REPO / venv / "bin" / "python"))
+    if not Path(python).exists():
+        if os.environ.get(variable):
+            pytest.fail(f"{variable}={python} does not exist")
+        pytest.skip(f"{venv} is not built: `make {target}` (make test builds it)")
+    return python
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import yaml
 
+from conftest import trainer_python
 from engine import export, tables, train
 from engine.params import load, section
 
-PYTHON = os.environ.get("DASD_AXOLOTL_PYTHON", str(Path(__file__).resolve().parents[1] / ".venv-axolotl/bin/python"))
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled",
            TOKENIZERS_PARALLELISM="false")
 
@@ -43,11 +42,7 @@ print(json.dumps([{"input_ids": row["input_ids"], "labels": row["labels"]} for r
 
 @pytest.fixture(scope="module")
 def axolotl_python():
-    if not Path(PYTHON).exists():
-        if os.environ.get("DASD_AXOLOTL_PYTHON"):
-            pytest.fail(f"DASD_AXOLOTL_PYTHON={PYTHON} does not exist")
-        pytest.skip("Axolotl's venv is not built: `make axolotl` (make test builds it)")
-    return PYTHON
+    return trainer_python("DASD_AXOLOTL_PYTHON", ".venv-axolotl", "axolotl")
 
 
 def test_export_preprocesses_in_axolotl_with_assistant_only_labels(tmp_path, mini, axolotl_python):

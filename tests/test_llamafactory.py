@@ -20,11 +20,10 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from conftest import trainer_python
 from engine import tables, train
 from engine.params import load, section
 
-PYTHON = os.environ.get("DASD_LLAMAFACTORY_PYTHON",
-                        str(Path(__file__).resolve().parents[1] / ".venv-llamafactory/bin/python"))
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
            DISABLE_VERSION_CHECK="1")
 
@@ -76,11 +75,7 @@ for path in sys.argv[1:]:
 
 @pytest.fixture(scope="module")
 def lf_python():
-    if not Path(PYTHON).exists():
-        if os.environ.get("DASD_LLAMAFACTORY_PYTHON"):
-            pytest.fail(f"DASD_LLAMAFACTORY_PYTHON={PYTHON} does not exist")
-        pytest.skip("LLaMA-Factory's venv is not built: `make llamafactory` (make test builds it)")
-    return PYTHON
+    return trainer_python("DASD_LLAMAFACTORY_PYTHON", ".venv-llamafactory", "llamafactory")
 
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
