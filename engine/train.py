@@ -249,12 +249,16 @@ def run_trl(tp: TrainParams, name: str, root: Path) -> dict:
     h = tp.hyper_of(name)
     torch.manual_seed(h.seed)
     tok = AutoTokenizer.from_pretrained(str(init))
+    # saved into tokenizer_config.json otherwise: the model's bytes would depend on HF_HUB_OFFLINE
+    tok.init_kwargs.pop("local_files_only", None)
     model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.bfloat16 if h.bf16 else torch.float32)
     trainer = SFTTrainer(model=model, args=SFTConfig(**args), train_dataset=ds, processing_class=tok)
     out = trainer.train()
     target = root / "data" / "train" / name / "model"
     trainer.save_model(str(target))
     tok.save_pretrained(str(target))
+    # a pickle of the run's arguments, absolute paths included: the folder would hash differently per checkout
+    (target / "training_args.bin").unlink(missing_ok=True)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return {"examples": len(ds), "steps": out.global_step, "train_loss": out.training_loss,
             "first_loss": float(losses[0]) if losses else None, "last_loss": float(losses[-1]) if losses else None,
