@@ -34,7 +34,7 @@ from . import questions as Q
 from . import responses, tables
 from .backends import Sample
 from .generate import generation_row
-from .params import ModelParams, ParamsError, QuestionsParams, temperature_dir
+from .params import ModelParams, ParamsError, QuestionsParams, folder_fingerprint, temperature_dir
 
 
 @dataclass
@@ -184,9 +184,12 @@ def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root:
     table = LogprobTable(ip.logprobs, lp_fields, root) if ip.logprobs else None
     lp_label = table.label if table else label
     t = float(ip.temperature)
+    # local inputs by content too: a re-released file under the same name starts the import clean
+    inputs = {spec["path"]: folder_fingerprint(root / spec["path"]) for spec in (ip.source, ip.logprobs or {})
+              if spec.get("path")}
     out = tables.ShardedOutput(data / "generations" / temperature_dir(t), {
         "import": {k: v for k, v in ip.__dict__.items() if k not in ("shard_rows", "on_error")},
-        "shard_rows": ip.shard_rows, "teacher": teacher.identity()}).open()
+        "inputs": inputs, "shard_rows": ip.shard_rows, "teacher": teacher.identity()}).open()
     done = out.done_shards()
     quarantined, rows_in, per_question = [], 0, {}
     from tqdm import tqdm

@@ -59,14 +59,16 @@ def section(params: dict, name: str, cls):
 
 
 def folder_fingerprint(folder: Path, whole_below: int = 64 << 20, edge: int = 1 << 20) -> str:
-    """A hash of a model folder's files: whole files below `whole_below` bytes; bigger ones (multi-GB
-    weights) by size, head and tail, which any retraining changes, so the hash stays cheap."""
+    """A hash of a model folder's files (or of one file): whole files below `whole_below` bytes; bigger ones
+    (multi-GB weights) by size, head and tail, which any retraining changes, so the hash stays cheap."""
     import hashlib
 
     h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+    folder = Path(folder)
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    for f in files:
         size = f.stat().st_size
-        h.update(f"{f.relative_to(folder)}\0{size}\0".encode())
+        h.update(f"{f.relative_to(folder) if f != folder else f.name}\0{size}\0".encode())
         with open(f, "rb") as fh:
             if size < whole_below:
                 h.update(fh.read())

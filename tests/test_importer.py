@@ -84,6 +84,17 @@ def test_harmony_release_imports_like_a_generation(project, harmony_teacher):
     import_cli(project, sft, lp, harmony_teacher)
     after = {p.name: p.read_bytes() for p in (project / "data" / "generations" / "T=1.0").glob("part-*.parquet")}
     assert before == after
+    # a re-released logprob file under the same name starts clean: no stale shard survives
+    released[0]["logprobs"] = [x - 0.25 for x in released[0]["logprobs"]]
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(released), lp / "train-00000-of-00001.parquet")
+    import_cli(project, sft, lp, harmony_teacher)
+    again = tables.read_table(project / "data" / "generations" / "T=1.0").to_pylist()
+    rid = tables.content_hash("import", released[0]["sample_uuid"])
+    was = next(g for g in gen.to_pylist() if g["response_id"] == rid)["token_logprobs"]
+    now = next(g for g in again if g["response_id"] == rid)["token_logprobs"]
+    assert now == pytest.approx([x - 0.25 for x in was], abs=1e-5)
 
     # another temperature's import adds its questions to those already there
     extra = [dict(rows[0], uuid="other", input="A question only the low-temperature set has")]
