@@ -29,11 +29,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from . import questions as Q
 from . import responses, tables
 from .backends import Sample
-from .generate import generation_row
+from .generate import generation_row, write_report
 from .params import ModelParams, ParamsError, QuestionsParams, folder_fingerprint, temperature_dir
 
 
@@ -192,8 +193,6 @@ def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root:
         "inputs": inputs, "shard_rows": ip.shard_rows, "teacher": teacher.identity()}).open()
     done = out.done_shards()
     quarantined, rows_in, per_question = [], 0, {}
-    from tqdm import tqdm
-
     bar = tqdm(unit="row", desc=f"import T={t:g}", disable=not progress)
     shard, k = [], 0
 
@@ -249,8 +248,6 @@ def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root:
         quarantined += pq.read_table(q).to_pylist()
     tables.write_parquet(pa.Table.from_pylist(quarantined, schema=tables.QUARANTINE),
                          data / "quarantine" / f"import-{temperature_dir(t)}.parquet")
-    from .generate import write_report
-
     gen = write_report(out.folder, metrics_dir / "generate" / f"{temperature_dir(t)}.json", t)
     report = {"rows": rows_in, "imported": gen["responses"], "quarantined": len(quarantined),
               "questions": qreport["questions"], "temperature": t,
