@@ -133,11 +133,11 @@ def _yaml_block(value) -> str:
     return "```yaml\n" + yaml.safe_dump(value, sort_keys=True, allow_unicode=True, width=110) + "```\n"
 
 
-def metadata(pp, cfgs, shards: dict, rows: int, license_: str) -> str:
+def metadata(pp, cfgs, rows: int) -> str:
     from huggingface_hub import DatasetCardData
 
     data = DatasetCardData(
-        license=license_, language=list(pp.language), pretty_name=pp.pretty_name,
+        license=pp.license, language=list(pp.language), pretty_name=pp.pretty_name,
         task_categories=["text-generation"], size_categories=[size_category(rows)],
         tags=["reasoning", "distillation", "dasd", "chain-of-thought", "synthetic"],
         configs=[{"config_name": c.name, "data_files": [{"split": "train", "path": f"{c.name}/train-*.parquet"}],
@@ -154,7 +154,7 @@ def _model(m: dict | None) -> str:
 def render(pp, repo_id: str, cfgs, shards: dict, rec: dict, plot_path: str | None) -> str:
     p = rec["params"]
     rows = sum(c.table.num_rows for c in cfgs)
-    out = ["---", metadata(pp, cfgs, shards, rows, pp.license).rstrip("\n"), "---", ""]
+    out = ["---", metadata(pp, cfgs, rows).rstrip("\n"), "---", ""]
     out += [f"# {pp.pretty_name}", "",
             "Reasoning-distillation training data built by the DASD data engine: a teacher's responses sampled at a "
             "low and a high temperature with every token's logprob under teacher and student, quality filters, "
