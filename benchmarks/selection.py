@@ -4,8 +4,9 @@
    many student tokens with different boundaries) goes through sql/sentences.sql (ASOF alignment,
    per-sentence means, types) with DuckDB's memory_limit (default 2GB, spilling to a temp folder), then
    sql/select_candidates.sql + sql/select.sql (DAS); tokens/s counts teacher + student tokens;
-2. text kernels on real reasoning traces: MinHash signatures (engine vs datasketch's bulk API on a
-   sample), the filter's repetition statistics, the sentence splitter — MB/s of text;
+2. text kernels on real reasoning traces (200 MB: 870 traces, then word-shuffled copies): MinHash
+   signatures (engine vs datasketch's bulk API on a sample), the filter's measures (all rules, and
+   Gopher's repetition statistics alone), the sentence splitter — MB/s of text, all cores;
 3. `--scaling`: the real stage functions (sentences, filter, dedup, select) on a pool of real traces
    at 1x / 4x / 16x, time per stage, to show the cost grows linearly.
 
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import dedup, filter as filter_stage, select, sentences, sql, tables  # noqa: E402
-from engine.kernels import minhash, repetition  # noqa: E402
+from engine.kernels import measures, minhash, split  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 
@@ -88,8 +89,11 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
         lengths = dict(zip(gens.column("response_id").to_pylist(), gens.column("text_length").to_pylist()))
 
         def spans_of(batch):  # the stage's splitter is measured on real text below; here, fixed-size sentences
-            return [[(a, min(a + SENTENCE, n)) for a in range(0, n, SENTENCE)]
-                    for n in (lengths[r] for r in batch.column("response_id").to_pylist())]
+            n = np.array([lengths[r] for r in batch.column("response_id").to_pylist()], dtype=np.int64)
+            per = np.maximum(1, -(-n // SENTENCE))
+            sent_off = np.concatenate(([0], np.cumsum(per)))
+            starts = (np.arange(sent_off[-1]) - np.repeat(sent_off[:-1], per)) * SENTENCE
+            return sent_off, starts.astype(np.int32), np.minimum(starts + SENTENCE, np.repeat(n, per)).astype(np.int32)
 
         t0 = time.perf_counter()
         batches = sentences.paired_batches(tmp / "pool" / "generations", tmp / "pool" / "student_scores")
@@ -147,21 +151,26 @@ def bench_kernels() -> None:
 
     texts = corpus(200)
     arr = pa.array(texts, pa.large_string())
-    mb = arr.buffers()[2].size / 1e6
-    minhash.signatures(arr[:10])  # compile (cached after the first run)
-    t0 = time.perf_counter()
-    minhash.signatures(arr)
-    dt = time.perf_counter() - t0
-    print(f"MinHash (128 perms, word 5-grams) engine: {mb:.0f} MB in {dt:.2f} s = {mb / dt:.0f} MB/s")
+    timed("MinHash (128 perms, word 5-grams) engine", arr, minhash.signatures)
     _rate("MinHash datasketch bulk (same shingles and hash, pure-Python shingling)", texts[:400],
           lambda t: MinHash.bulk([minhash.shingles(t)], num_perm=128, hashfunc=minhash.shingle_hash32))
-    filter_stage.measure(texts[0], "stop", 100)  # compile the repetition kernels
-    _rate("filter measures (structure + Gopher repetition + loops)", texts[:2000],
-          lambda t: filter_stage.measure(t, "stop", 100))
-    _rate("  of which n-gram statistics (kernel)", texts[:2000], lambda t: repetition.ngram_stats(t, 100))
-    _rate("  of which runaway loops (kernel, last 4,000 characters)", texts[:2000],
-          lambda t: repetition.tandem_repeats(t[-filter_stage.LOOP_TAIL:], filter_stage.LOOP_PERIODS))
-    _rate("sentence splitter", texts[:2000], sentences.split)
+    timed(f"filter text measures, all rules ({len(measures.COLUMNS)}: Gopher + structure + sentences + loops)",
+          arr, lambda a: measures.measure_texts(a, filter_stage.SENTENCE_MIN_CHARS, 100, filter_stage.LOOP_TAIL,
+                                                filter_stage.LOOP_PERIODS))
+    timed(f"  of which Gopher's repetition statistics alone ({len(measures.GOPHER)})", arr,
+          lambda a: measures.gopher_texts(a, 100))
+    timed("sentence splitter (kernel)", arr, lambda a: split.split_texts(a, 8))
+    _rate("sentence splitter (the regular-expression definition)", texts[:2000], sentences.split)
+
+
+def timed(label: str, arr: pa.Array, fn) -> None:
+    """MB/s of `fn` over the whole array, after a call on a slice (numba's cached compile loads once)."""
+    fn(arr[:10])
+    mb = arr.buffers()[2].size / 1e6
+    t0 = time.perf_counter()
+    fn(arr)
+    dt = time.perf_counter() - t0
+    print(f"{label}: {mb:.0f} MB in {dt:.2f} s = {mb / dt:.0f} MB/s")
 
 
 def stage_pool(folder: Path, copies: int, seed: int = 0) -> int:

@@ -26,14 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import sql, tables
 from .kernels import repetition
+from .kernels.measures import COLUMNS, measure_texts
 from .sentences import split
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 LOOP_TAIL = 4000  # runaway loops run until max_tokens: they show in the tail
 LOOP_PERIODS = range(10, 201)  # a loop repeats a piece of 10-200 characters
+SENTENCE_MIN_CHARS = 8  # the sentences stage's default: duplicated sentences are the same sentences
 
 # Defaults. Gopher's web-text values where real reasoning traces pass them (paragraph, sentence and
 # top-n-gram rules); where they do not, the 99th percentile of 870 real traces (DeepSeek-R1, R1-distill,
@@ -87,13 +90,15 @@ def _longest_run(items: list[str]) -> int:
 
 
 def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words: int = 100) -> dict:
+    """The definition of every measure, for one text, in plain Python and numpy; the stage computes
+    the same numbers in one compiled pass per batch (`measures`)."""
     opened = text.lstrip().startswith(THINK_OPEN)
     closed = THINK_CLOSE in text
     reasoning = text.split(THINK_CLOSE, 1)[0].replace(THINK_OPEN, "", 1) if opened else ""
     answer = text.split(THINK_CLOSE, 1)[1] if closed else ""
     lines = text.split("\n")
     paras = re.split(r"\n\s*\n", text)
-    sents = [text[a:b].strip() for a, b in split(text)]
+    sents = [text[a:b].strip() for a, b in split(text, SENTENCE_MIN_CHARS)]
     m = {"length": student_tokens, "truncated": int(finish_reason == "length"),
          "tool_call": int(finish_reason == "tool_call"),
          "missing_reasoning": int(not opened or not reasoning.strip()),
@@ -103,8 +108,9 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
     m["dup_sentence_frac"], _ = _dup_stats(sents)
     # n-gram statistics describe long texts (Gopher applies them to documents of 50+ words); on a
     # short answer one repeated phrase is most of the text, so below ngram_min_words they read 0
-    m.update(repetition.ngram_stats(text, ngram_min_words))
-    m["runaway_repeats"] = max(repetition.tandem_repeats(text[-LOOP_TAIL:], LOOP_PERIODS), _longest_run(sents))
+    m.update(repetition.ngram_stats_reference(text, ngram_min_words))
+    m["runaway_repeats"] = max(repetition.tandem_repeats_reference(text[-LOOP_TAIL:], LOOP_PERIODS),
+                               _longest_run(sents))
     return m
 
 
@@ -118,21 +124,27 @@ def wrong_answer(text: str, reference: str) -> int:
 
 
 def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dict[str, tuple] | None = None) -> pa.Table:
-    """One row of measures per response. `references`: question_id -> (domain, reference answer), used
-    by the wrong_answer rule when it is on."""
+    """One row of measures per response: `measure`'s numbers, computed for the whole table by one
+    compiled pass (engine/kernels/measures.py, held to `measure` by tests). `references`: question_id ->
+    (domain, reference answer), used by the wrong_answer rule when it is on."""
     n_tokens = dict(zip(scores.column("response_id").to_pylist(), scores.column("student_token_count").to_pylist()))
-    check = "wrong_answer" in fp.thresholds()
-    rows = []
-    for rid, qid, text, finish in zip(*(gens.column(c).to_pylist() for c in
-                                        ("response_id", "question_id", "text", "finish_reason"))):
-        if rid not in n_tokens:
-            raise ValueError(f"response {rid} has no student score: rerun `dasd score`")
-        row = {"response_id": rid, "question_id": qid, **measure(text, finish, n_tokens[rid], fp.ngram_min_words)}
-        if check:
-            domain, reference = (references or {}).get(qid, (None, None))
-            row["wrong_answer"] = wrong_answer(text, reference) if domain == "math" and reference else 0
-        rows.append(row)
-    return pa.Table.from_pylist(rows)
+    ids = gens.column("response_id").to_pylist()
+    missing = next((rid for rid in ids if rid not in n_tokens), None)
+    if missing is not None:
+        raise ValueError(f"response {missing} has no student score: rerun `dasd score`")
+    finish = gens.column("finish_reason")
+    columns = {"response_id": gens.column("response_id"), "question_id": gens.column("question_id"),
+               "length": pa.array([n_tokens[rid] for rid in ids], pa.int64()),
+               "truncated": pc.cast(pc.equal(finish, "length"), pa.int64()),
+               "tool_call": pc.cast(pc.equal(finish, "tool_call"), pa.int64())}
+    text_measures = measure_texts(gens.column("text"), SENTENCE_MIN_CHARS, fp.ngram_min_words, LOOP_TAIL, LOOP_PERIODS)
+    columns.update({name: text_measures[:, k] for k, name in enumerate(COLUMNS)})
+    if "wrong_answer" in fp.thresholds():
+        refs = [(references or {}).get(qid, (None, None)) for qid in gens.column("question_id").to_pylist()]
+        columns["wrong_answer"] = pa.array(
+            [wrong_answer(text, ref) if domain == "math" and ref else 0
+             for text, (domain, ref) in zip(gens.column("text").to_pylist(), refs)], pa.int64())
+    return pa.table(columns)
 
 
 def decide(measures_table: pa.Table, thresholds: dict[str, float], stage: str):

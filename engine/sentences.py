@@ -1,7 +1,8 @@
 """Stage `sentences@T`: each response split into sentences, both models' tokens aligned to them by
 character span, and each sentence typed by the divergence between teacher and student.
 
-Sentence rules (rule-based, one pass of regular expressions, documented so results can be audited):
+Sentence rules (rule-based, documented so results can be audited; `split` states them as regular
+expressions, engine/kernels/split.py runs them compiled over a batch, tests hold the two equal):
 1. a newline ends a sentence (a run of newlines stays with the sentence it ends);
 2. inside a line, `.`, `!` or `?` (plus closing quotes/brackets) followed by spaces and an uppercase
    letter, a quote, a bracket or `<` ends a sentence — "3.5", "e.g. x" and "x = 2. 4 + 1" do not split;
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 
 from . import sql, tables
 from .kernels.align import align
+from .kernels.split import split_texts
 
 _BLOCK = re.compile(r"```.*?(?:```|\Z)|\$\$.*?(?:\$\$|\Z)|\\\[.*?(?:\\\]|\Z)", re.S)
 _END = re.compile(r"\n+|(?<=[.!?])[\"'”’)\]]*[ \t]+(?=[A-Z\"'“‘(\[<])")
@@ -45,7 +47,8 @@ class SentencesParams:
 
 
 def split(text: str, min_chars: int = 8) -> list[tuple[int, int]]:
-    """Sentence spans [(start, end)] tiling `text` (empty text -> one empty sentence)."""
+    """Sentence spans [(start, end)] tiling `text` (empty text -> one empty sentence). The definition:
+    the stage runs the same rules compiled over a whole batch (engine/kernels/split.py)."""
     cuts = set()
     blocks = [(m.start(), m.end()) for m in _BLOCK.finditer(text)]
     for a, b in blocks:
@@ -69,23 +72,23 @@ def split(text: str, min_chars: int = 8) -> list[tuple[int, int]]:
     return spans or [(0, 0)]
 
 
-def sentence_sums(batch: pa.RecordBatch, spans: list[list[tuple[int, int]]]) -> pa.Table:
+def sentence_sums(batch: pa.RecordBatch, spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> pa.Table:
     """One row per response × sentence: the spans and each model's token count and logprob sum.
     `batch`: response_id, question_id, temperature, teacher_starts, teacher_logprobs, student_starts,
-    student_logprobs (one row per response); `spans`: the sentence spans of each response."""
-    per = np.array([len(s) for s in spans], dtype=np.int64)
-    sent_off = np.concatenate(([0], np.cumsum(per)))
-    flat = np.array([span for s in spans for span in s], dtype=np.int32).reshape(-1, 2)
-    row = np.repeat(np.arange(len(spans)), per)
+    student_logprobs (one row per response); `spans`: (sent_off, starts, ends), response r's sentences
+    being starts[sent_off[r]:sent_off[r + 1]] (kernels.split.sentence_spans)."""
+    sent_off, starts, ends = spans
+    per = np.diff(sent_off)
+    row = np.repeat(np.arange(len(per)), per)
     out = {"question_id": batch.column("question_id").take(row), "temperature": batch.column("temperature").take(row),
            "response_id": batch.column("response_id").take(row),
-           "sentence_index": np.concatenate([np.arange(n, dtype=np.int32) for n in per]) if len(per) else
-           np.zeros(0, np.int32), "char_start": flat[:, 0], "char_end": flat[:, 1]}
+           "sentence_index": (np.arange(len(starts)) - np.repeat(sent_off[:-1], per)).astype(np.int32),
+           "char_start": starts, "char_end": ends}
     for side in ("teacher", "student"):
-        starts, logprobs = batch.column(f"{side}_starts"), batch.column(f"{side}_logprobs")
-        if starts.null_count or logprobs.null_count:
+        tokens, logprobs = batch.column(f"{side}_starts"), batch.column(f"{side}_logprobs")
+        if tokens.null_count or logprobs.null_count:
             raise ValueError(f"{side} tokens missing (null) for some response of {batch.column('response_id')[0]}…")
-        out[f"{side}_tokens"], out[f"{side}_logprob_sum"] = align(sent_off, flat[:, 0], starts, logprobs)
+        out[f"{side}_tokens"], out[f"{side}_logprob_sum"] = align(sent_off, starts, tokens, logprobs)
     return pa.table(out)
 
 
@@ -129,8 +132,9 @@ def paired_batches(generations_dir: Path, scores_dir: Path, batch_rows: int = 40
 
 
 def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None) -> tuple[int, dict]:
-    """For each batch of paired responses (`paired_batches`): spans by `spans_of(batch)`, alignment,
-    then sql/sentences.sql; one shard per batch. Returns (responses, sentences by type)."""
+    """For each batch of paired responses (`paired_batches`): sentence spans by `spans_of(batch)` (as
+    `sentence_sums` takes them), alignment, then sql/sentences.sql; one shard per batch. Returns
+    (responses, sentences by type)."""
     for old in Path(out_dir).glob("*.parquet"):  # a rerun replaces every shard
         old.unlink()
     con = con or sql.connect()
@@ -158,7 +162,7 @@ def run(sp: SentencesParams, temperature: float, generations_dir: Path, scores_d
     con = sql.connect(memory_limit=sp.memory_limit, threads=sp.threads,
                       temp_directory=str(Path(out_dir).parent / ".duckdb-tmp"))
     n_resp, by_type = write_sentences(paired_batches(generations_dir, scores_dir, batch_rows), sp.beta, out_dir,
-                                      lambda batch: [split(t, sp.min_chars) for t in batch.column("text").to_pylist()],
+                                      lambda batch: split_texts(batch.column("text"), sp.min_chars),
                                       con)
     summary = {"temperature": temperature, "beta": sp.beta, "responses": n_resp,
                "sentences": sum(by_type.values()), "by_type": by_type}

@@ -39,25 +39,61 @@ def test_align_refuses_mismatched_inputs():
         align(np.array([0, 1, 2]), np.array([0, 0], np.int32), starts, pa.array([[-1.0, -1.0]], pa.list_(pa.float32())))
 
 
-def repetition_cases() -> list[str]:
+def real_traces(per_file: int | None = 150) -> list[str]:
     import json
 
     from conftest import shared
 
     texts = []
     for name in ("traces_math500_r1_and_distill.jsonl", "traces_qwen25math_cot_rm_example.jsonl"):
-        texts += [json.loads(line)["response"] for line in open(shared("traces", name), encoding="utf-8")][:150]
+        texts += [json.loads(line)["response"] for line in open(shared("traces", name), encoding="utf-8")][:per_file]
+    return texts
+
+
+# what the regular expressions and the compiled pass could read differently: delimiters unclosed or
+# nested, ends inside blocks, quotes and brackets, runs of newlines, multi-byte characters (the kernels
+# index code points: a UTF-8 decoding slip would move every later span)
+SPLIT_CASES = [
+    "", "   ", "\n\n\n", "abc\n", "\n\n\nabc def ghi jkl", "```unclosed code. With Sentences. Here",
+    "$$ a. B $$ c. D and more words. Then the end.", "\\[ x. Y \\] z.\n\nWhat about this line? Yes it is.",
+    "``` $$ ``` $$ not a block. Is it? ```", "He said \u201cYes.\u201d Then \u2018no.\u2019 (Fine.) [Ok.] <b>Bold.",
+    "Wait...   Then again!\tTab start. x.) (Y starts here.", "\u00e9t\u00e9. \u00c9mile went home. \u4e2d\u6587\u3002 "
+    "\u4e0b\u4e00\u53e5. Next \U0001F600. Emoji sentence here.\u2028Line sep. A\u3000B.",
+    "short. A. B. C. D. Eeeeeeeeeee fff. G", "<think>\nx\n</think>\n\nThe answer is 5.", "$$$$ $$ x $$$",
+]
+
+
+@pytest.mark.parametrize("min_chars", [0, 1, 8, 40])
+def test_split_kernel_matches_the_definition(min_chars):
+    from engine.kernels.split import split_texts
+    from engine.sentences import split
+
+    texts = real_traces(None) + SPLIT_CASES
+    sent_off, starts, ends = split_texts(pa.array(texts), min_chars)
+    assert len(sent_off) == len(texts) + 1
+    for t, text in enumerate(texts):
+        a, b = sent_off[t], sent_off[t + 1]
+        assert list(zip(starts[a:b].tolist(), ends[a:b].tolist())) == split(text, min_chars), text[:60]
+
+
+def repetition_cases() -> list[str]:
+    texts = real_traces()
     loop = "Let me verify the sum once more. "
     return texts + ["so so " * 60, " ".join(["the value of x is one"] * 40), texts[0] + loop * 12,
                     "a\u3000b\xa0c\u2009d e\x1cf", "", "x" * 500, ("abc" * 7 + "0123456789") * 9]
 
 
-def test_repetition_kernels_match_reference():
-    from engine.kernels import repetition as R
+@pytest.mark.parametrize("min_words", [0, 100])
+def test_filter_measures_kernel_matches_the_definition(min_words):
+    from engine import filter as F
+    from engine.kernels.measures import COLUMNS, GOPHER, gopher_texts, measure_texts
+    from test_filter import FAILING, GOOD
 
-    for text in repetition_cases():
-        for min_words in (0, 100):
-            assert R.ngram_stats(text, min_words) == R.ngram_stats_reference(text, min_words), text[:60]
-        tail = text[-4000:]
-        assert R.tandem_repeats(tail, range(10, 201)) == R.tandem_repeats_reference(tail, range(10, 201)), text[:60]
-    assert R.tandem_repeats("Let me verify the sum once more. " * 12, range(10, 201)) == 12
+    texts = repetition_cases() + [text for text, _, _ in FAILING.values()] + [GOOD] + SPLIT_CASES
+    got = measure_texts(pa.array(texts), F.SENTENCE_MIN_CHARS, min_words, F.LOOP_TAIL, F.LOOP_PERIODS)
+    for text, row in zip(texts, got):
+        want = F.measure(text, "stop", 0, min_words)
+        assert dict(zip(COLUMNS, row.tolist())) == {k: want[k] for k in COLUMNS}, text[:60]
+    assert np.array_equal(gopher_texts(pa.array(texts), min_words), got[:, :len(GOPHER)])
+    loops = measure_texts(pa.array(["Let me verify the sum once more. " * 12]), 8, 0, 4000, range(10, 201))
+    assert loops[0, COLUMNS.index("runaway_repeats")] == 12

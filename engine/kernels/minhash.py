@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import pyarrow as pa
 
-_FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
+from .text import _FNV_OFFSET, _FNV_PRIME, utf8_buffers
+
 _COMBINE = 0x9E3779B97F4A7C15  # odd multiplier: shingle hash = polynomial of its word hashes mod 2^64
 _M64 = (1 << 64) - 1
 _WS = b" \t\n\r\x0b\x0c"
@@ -125,12 +125,7 @@ def _signatures(data, offsets, lut, a, b, ngram):
 
 def signatures(texts, num_perm: int = 128, seed: int = 1, ngram: int = 5) -> np.ndarray:
     """(len(texts), num_perm) uint32 signatures; `texts` a pyarrow string array or a list of str."""
-    arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_string()).fill_null("")
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    data, offsets = utf8_buffers(texts)
     a, b = permutations(num_perm, seed)
     return _signatures(data, offsets, _LUT, a, b, ngram)
 
