@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from . import sql, tables
 from .kernels.align import align
@@ -131,17 +133,21 @@ def paired_batches(generations_dir: Path, scores_dir: Path, batch_rows: int = 40
         raise ValueError(f"{scores_dir}: more student scores than generations; rerun `dasd score`")
 
 
-def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None) -> tuple[int, dict]:
+def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None, total: int | None = None) -> tuple[int, dict]:
     """For each batch of paired responses (`paired_batches`): sentence spans by `spans_of(batch)` (as
     `sentence_sums` takes them), alignment, then sql/sentences.sql; one shard per batch. Returns
-    (responses, sentences by type)."""
+    (responses, sentences by type). The next batch is read by a thread while this one is computed (a
+    second thread writing shards behind measured slower: two cores are already busy). `total`:
+    responses, for a progress bar."""
     for old in Path(out_dir).glob("*.parquet"):  # a rerun replaces every shard
         old.unlink()
     con = con or sql.connect()
     con.execute("SET VARIABLE beta = ?", [beta])
     query = (sql.SQL_DIR / "sentences.sql").read_text()
     n_resp, by_type = 0, {}
-    for part, batch in enumerate(batches):
+    bar = tqdm(total=total, unit="response", desc="sentences", disable=total is None, file=sys.stderr,
+               dynamic_ncols=True)
+    for part, batch in enumerate(tables.read_ahead(batches)):
         con.register("sentence_sums", sentence_sums(batch, spans_of(batch)))
         table = con.sql(query).to_arrow_table().cast(tables.SENTENCES)
         con.unregister("sentence_sums")
@@ -150,6 +156,8 @@ def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None) -> 
         n_resp += batch.num_rows
         for t in table.column("type").value_counts().to_pylist():
             by_type[t["values"]] = by_type.get(t["values"], 0) + t["counts"]
+        bar.update(batch.num_rows)
+    bar.close()
     return n_resp, dict(sorted(by_type.items()))
 
 
@@ -161,9 +169,10 @@ def run(sp: SentencesParams, temperature: float, generations_dir: Path, scores_d
         raise FileNotFoundError(f"{scores_dir}: no student scores; run `dasd score` first")
     con = sql.connect(memory_limit=sp.memory_limit, threads=sp.threads,
                       temp_directory=str(Path(out_dir).parent / ".duckdb-tmp"))
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in Path(generations_dir).glob("*.parquet"))
     n_resp, by_type = write_sentences(paired_batches(generations_dir, scores_dir, batch_rows), sp.beta, out_dir,
                                       lambda batch: split_texts(batch.column("text"), sp.min_chars),
-                                      con)
+                                      con, total)
     summary = {"temperature": temperature, "beta": sp.beta, "responses": n_resp,
                "sentences": sum(by_type.values()), "by_type": by_type}
     tables.write_json(summary, metrics_path)

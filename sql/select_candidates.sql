@@ -3,6 +3,7 @@
 --          sentences (one row per response × sentence with type),
 --          student_scores (student_logprobs, student_ranks), naturalness (local_naturalness; may be empty).
 -- Grain:   one row per kept response.
+-- Every selector's score, except rank_surprisal: NULL unless it is the selector.
 -- Scores (higher is better for every one, so one ranking rule serves all):
 --   das:                count of teacher sentences (p_T - p_S > beta), or their proportion with
 --                       getvariable('das_measure') = 'proportion';
@@ -18,27 +19,31 @@ WITH counts AS (
            count(*) FILTER (type = 'student') AS student_sentences,
            count(*) FILTER (type = 'shared') AS shared_sentences,
            count(*) AS sentences,
-           sum(teacher_logprob * teacher_tokens) / nullif(sum(teacher_tokens), 0) AS mean_teacher_logprob
+           -- every token lies in exactly one sentence: these are the means over all the response's tokens
+           sum(teacher_logprob * teacher_tokens) / nullif(sum(teacher_tokens), 0) AS mean_teacher_logprob,
+           sum(student_logprob * student_tokens) / nullif(sum(student_tokens), 0) AS mean_student_logprob
     FROM sentences GROUP BY 1
-), student AS (
+), ranks AS (
+    -- every student token's rank: read only when it is the selector (the other selectors never pay
+    -- for a second pass over the student's tokens)
     SELECT response_id,
-           list_avg(student_logprobs) AS mean_student_logprob,
            list_sum(list_transform(student_ranks, lambda r: least(r, 100)))
                / nullif(list_sum(list_transform(student_logprobs, lambda lp: -lp)), 0) AS rank_surprisal_ratio
     FROM student_scores
+    WHERE getvariable('selector') = 'rank_surprisal'
 ), scores AS (
     SELECT k.response_id, k.question_id,
            c.teacher_sentences, c.student_sentences, c.shared_sentences, c.sentences,
-           exp(c.mean_teacher_logprob) AS p_teacher, exp(s.mean_student_logprob) AS p_student,
+           exp(c.mean_teacher_logprob) AS p_teacher, exp(c.mean_student_logprob) AS p_student,
            CASE WHEN getvariable('das_measure') = 'proportion' THEN c.teacher_sentences / c.sentences
                 ELSE c.teacher_sentences END::DOUBLE AS das,
            (hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE AS random,
-           s.mean_student_logprob AS global_naturalness,
-           -s.rank_surprisal_ratio AS rank_surprisal,
+           c.mean_student_logprob AS global_naturalness,
+           -r.rank_surprisal_ratio AS rank_surprisal,
            n.local_naturalness
     FROM kept k
     JOIN counts c USING (response_id)
-    JOIN student s USING (response_id)
+    LEFT JOIN ranks r USING (response_id)
     LEFT JOIN naturalness n USING (response_id)
 )
 SELECT *, CASE getvariable('selector')

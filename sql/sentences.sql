@@ -3,7 +3,8 @@
 --          and logprob sum of the tokens assigned to it; engine/sentences.py aligns the teacher's and the
 --          student's tokens by character offset: a token belongs to the sentence holding its first
 --          character, so different tokenizers meet on the text).
--- Grain:   one row per (response_id, sentence_index).
+-- Grain:   one row per (response_id, sentence_index), in sentence_sums' order (the generations', then
+--          sentence_index): no sort, the order is already deterministic.
 -- Rule:    p = exp(mean token logprob) per model (the geometric mean of token probabilities); type by
 --          margin getvariable('beta'): teacher | student | shared, or unaligned when a side has no token.
 WITH means AS (
@@ -21,4 +22,3 @@ SELECT *,
             WHEN p_student - p_teacher > getvariable('beta') THEN 'student'
             ELSE 'shared' END AS type
 FROM probs
-ORDER BY response_id, sentence_index

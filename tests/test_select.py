@@ -14,7 +14,9 @@ def setup(tmp_path, candidates, naturalness=None):
     """candidates: (response_id, question_id, [sentence types], [student logprobs], [student ranks]);
     naturalness: response_id -> local naturalness (none: the stage was off)."""
     kept = pa.table({"response_id": [c[0] for c in candidates], "question_id": [c[1] for c in candidates]})
-    sent = [dict(dict.fromkeys(tables.SENTENCES.names), response_id=c[0], question_id=c[1], sentence_index=i, type=t)
+    # the student's tokens all in the first sentence: the sentences agree with the scores, as the stage's do
+    sent = [dict(dict.fromkeys(tables.SENTENCES.names), response_id=c[0], question_id=c[1], sentence_index=i, type=t,
+                 student_tokens=len(c[3]) if i == 0 else 0, student_logprob=sum(c[3]) / len(c[3]) if i == 0 else None)
             for c in candidates for i, t in enumerate(c[2])]
     scores = [dict(dict.fromkeys(tables.STUDENT_SCORES.names), response_id=c[0], student_logprobs=c[3],
                    student_ranks=c[4]) for c in candidates]

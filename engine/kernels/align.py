@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)  # nogil: the next batch is read meanwhile
 def _assign(sent_off, sent_start, tok_off, tok_pos, tok_lp, count, total):
     for r in numba.prange(sent_off.shape[0] - 1):
         s0, s1 = sent_off[r], sent_off[r + 1]

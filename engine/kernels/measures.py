@@ -136,13 +136,13 @@ def _measure_one(codes, t0, t1, min_chars, ngram_min_words, loop_tail, pmin, pma
     out[at + 4] = max(tandem_codes(codes[max(t0, t1 - loop_tail):t1], pmin, pmax), best)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _measure_all(codes, off, min_chars, ngram_min_words, loop_tail, pmin, pmax, out):
     for t in numba.prange(off.shape[0] - 1):
         _measure_one(codes, off[t], off[t + 1], min_chars, ngram_min_words, loop_tail, pmin, pmax, out[t])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _gopher_all(codes, off, ngram_min_words, out):
     for t in numba.prange(off.shape[0] - 1):
         n = off[t + 1] - off[t]

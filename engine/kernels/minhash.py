@@ -98,7 +98,7 @@ def _fmix32(h):
     return x
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _signatures(data, offsets, lut, a, b, ngram):
     n = offsets.shape[0] - 1
     out = np.empty((n, a.shape[0]), dtype=np.uint32)

@@ -44,21 +44,23 @@ def _words(codes):
 @numba.njit(cache=True)
 def _count(h, pos, m, keys, tally, counts):
     """counts[k] = occurrences of h[pos[k]] among h[pos[:m]], with a hash table (linear probing, key 0
-    = empty, so a hash of 0 counts as 1) sized to m: the passes over fewer positions touch less memory."""
-    size = 1
-    while size < 2 * m + 2:
-        size *= 2
-    mask = np.uint64(size - 1)
-    keys[:size] = 0
+    = empty, so a hash of 0 counts as 1) sized to m, a quarter full: the passes over fewer positions
+    touch less memory, and a probe rarely goes past its first slot."""
+    bits = 2
+    while (1 << bits) < 4 * m:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    mask = np.uint64((1 << bits) - 1)
+    keys[:1 << bits] = 0
     slot = np.empty(m, dtype=np.int64)
     for k in range(m):
         x = max(h[pos[k]], np.uint64(1))
-        j = (x ^ (x >> np.uint64(29))) & mask
+        j = (x * np.uint64(_P)) >> shift  # Fibonacci hashing: the slot from the well-mixed high bits
         while keys[j] != 0 and keys[j] != x:
             j = (j + np.uint64(1)) & mask
-        if keys[j] == 0:
-            keys[j], tally[j] = x, 0
-        tally[j] += 1
+        fresh = keys[j] == 0  # no branch: new or seen is a coin flip for the predictor
+        keys[j] = x
+        tally[j] = tally[j] * (1 - fresh) + 1
         slot[k] = j
     for k in range(m):
         counts[k] = tally[slot[k]]
@@ -78,9 +80,8 @@ def ngram_stats_codes(codes, min_words, out):
         return
     total = max(codes.shape[0], 1)
     h = words.copy()  # h[i] = hash of the n-gram starting at word i, for the positions still counted
-    size = 1 << int(np.ceil(np.log2(2 * w + 2)))  # open-addressing table, at most half full
-    keys = np.empty(size, dtype=np.uint64)
-    tally = np.empty(size, dtype=np.int32)
+    keys = np.empty(8 * w + 8, dtype=np.uint64)  # room for _count's table (under 8m slots)
+    tally = np.empty(8 * w + 8, dtype=np.int32)
     counts = np.empty(w, dtype=np.int64)
     pos = np.arange(w)  # positions whose (n-1)-gram occurs more than once, ascending (bigrams: all)
     m = w
@@ -114,10 +115,9 @@ def ngram_stats_codes(codes, min_words, out):
                         best = max(best, chars)
             out[n - 2] = top * best / total
         kept = 0
-        for k in range(m):
-            if counts[k] > 1:
-                pos[kept] = pos[k]
-                kept += 1
+        for k in range(m):  # keep the repeated positions, without a branch
+            pos[kept] = pos[k]
+            kept += counts[k] > 1
         m = kept
         if n >= 5:
             covered = 0

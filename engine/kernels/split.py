@@ -111,7 +111,7 @@ def split_one(codes, t0, t1, min_chars, out):
     return m
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _split_all(codes, off, min_chars, bound_off, starts, counts):
     for t in numba.prange(off.shape[0] - 1):
         counts[t] = split_one(codes, off[t], off[t + 1], min_chars, starts[bound_off[t]:bound_off[t + 1]])

@@ -91,7 +91,7 @@ def pattern(s: str) -> np.ndarray:
     return np.array([ord(ch) for ch in s], dtype=np.uint32)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _count_chars(data, offsets, counts):
     for t in numba.prange(offsets.shape[0] - 1):
         n = 0
@@ -100,7 +100,7 @@ def _count_chars(data, offsets, counts):
         counts[t] = n
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _decode(data, offsets, char_off, out):
     for t in numba.prange(offsets.shape[0] - 1):
         i, j, end = offsets[t], char_off[t], offsets[t + 1]
