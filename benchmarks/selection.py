@@ -35,8 +35,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 
 
 def _lists(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
+    """Per-token lists typed as the stage tables declare them (`tables.per_token`)."""
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    values = pa.array(values)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=tables.per_token(values.type))
 
 
 def synthetic_pool(folder: Path, tokens: float, per_response: int = 500, seed: int = 0) -> dict:
@@ -61,11 +63,11 @@ def synthetic_pool(folder: Path, tokens: float, per_response: int = 500, seed: i
         s_count = s_keep.sum(axis=1)
         gens = pa.table({"response_id": rids, "question_id": qids, "temperature": pa.array(np.full(n, 1.0)),
                          "text": pa.array([""] * n), "text_length": pa.array(text_len),
-                         "token_starts": _lists(np.full(n, per_response), t_starts.ravel()),
+                         "token_starts": _lists(np.full(n, per_response), t_starts.ravel().astype(np.int32)),
                          "token_logprobs": _lists(np.full(n, per_response),
                                                   -rng.exponential(0.5, n * per_response).astype(np.float32))})
         scores = pa.table({"response_id": rids, "question_id": qids,
-                           "token_starts": _lists(s_count, s_starts[s_keep]),
+                           "token_starts": _lists(s_count, s_starts[s_keep].astype(np.int32)),
                            "student_logprobs": _lists(s_count, -rng.exponential(1.0, int(s_count.sum())).astype(np.float32)),
                            "student_ranks": _lists(s_count, rng.integers(1, 50, int(s_count.sum()), dtype=np.int32))})
         tables.write_parquet(gens, folder / "generations" / f"part-{part:05d}.parquet")

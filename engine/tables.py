@@ -19,6 +19,13 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+def per_token(value_type: pa.DataType) -> pa.DataType:
+    """One value per token: a list whose elements are never null (a missing list is null as a whole).
+    Declared so, Parquet stores no per-element null levels and Arrow reads the lists 1.7x faster
+    (benchmarks/selection.py: 10M logprobs in 92 ms instead of 157)."""
+    return pa.list_(pa.field("item", value_type, nullable=False))
+
+
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 # One row per distinct question (after whitespace-normalised exact dedup).
@@ -62,10 +69,10 @@ GENERATIONS = pa.schema([
     ("text", pa.string()),               # as the student sees it: <think>\n…\n</think>\n\n{answer}
     ("finish_reason", pa.string()),      # stop | length | tool_call
     ("teacher_token_count", pa.int32()),  # all sampled tokens, including stop and header tokens
-    ("token_ids", pa.list_(pa.int32())),
-    ("token_logprobs", pa.list_(pa.float32())),
-    ("token_starts", pa.list_(pa.int32())),
-    ("token_ends", pa.list_(pa.int32())),
+    ("token_ids", per_token(pa.int32())),
+    ("token_logprobs", per_token(pa.float32())),
+    ("token_starts", per_token(pa.int32())),
+    ("token_ends", per_token(pa.int32())),
     ("raw_output", pa.string()),         # the backend's text before any rewrite, for audit
 ])
 
@@ -79,11 +86,11 @@ STUDENT_SCORES = pa.schema([
     ("student_revision", pa.string()),
     ("backend", pa.string()),
     ("student_token_count", pa.int32()),  # the response length in student tokens (the length filter's unit)
-    ("token_ids", pa.list_(pa.int32())),
-    ("student_logprobs", pa.list_(pa.float32())),  # raw distribution
-    ("student_ranks", pa.list_(pa.int32())),        # 1 = the student's top choice
-    ("token_starts", pa.list_(pa.int32())),
-    ("token_ends", pa.list_(pa.int32())),
+    ("token_ids", per_token(pa.int32())),
+    ("student_logprobs", per_token(pa.float32())),  # raw distribution
+    ("student_ranks", per_token(pa.int32())),        # 1 = the student's top choice
+    ("token_starts", per_token(pa.int32())),
+    ("token_ends", per_token(pa.int32())),
 ])
 
 # One row per response × sentence (sql/sentences.sql); sentence spans tile the response text.
@@ -164,10 +171,10 @@ ROLLOUTS = pa.schema([
     ("text", pa.string()),
     ("finish_reason", pa.string()),        # length: hit the cap (what truncate keeps)
     ("student_token_count", pa.int32()),   # every sampled token
-    ("token_ids", pa.list_(pa.int32())),
-    ("token_logprobs", pa.list_(pa.float32())),
-    ("token_starts", pa.list_(pa.int32())),
-    ("token_ends", pa.list_(pa.int32())),
+    ("token_ids", per_token(pa.int32())),
+    ("token_logprobs", per_token(pa.float32())),
+    ("token_starts", per_token(pa.int32())),
+    ("token_ends", per_token(pa.int32())),
 ])
 
 # One row per rollout that hit its cap, cut past half (data/truncate/truncated.parquet).
@@ -198,10 +205,10 @@ CONTINUATIONS = pa.schema([
     ("text", pa.string()),                # prefix + the teacher's continuation
     ("finish_reason", pa.string()),
     ("teacher_token_count", pa.int32()),  # every sampled continuation token
-    ("token_ids", pa.list_(pa.int32())),
-    ("token_logprobs", pa.list_(pa.float32())),
-    ("token_starts", pa.list_(pa.int32())),
-    ("token_ends", pa.list_(pa.int32())),
+    ("token_ids", per_token(pa.int32())),
+    ("token_logprobs", per_token(pa.float32())),
+    ("token_starts", per_token(pa.int32())),
+    ("token_ends", per_token(pa.int32())),
     ("raw_output", pa.string()),          # the teacher's raw prefill + continuation, for audit
 ])
 
