@@ -97,3 +97,12 @@ def test_filter_measures_kernel_matches_the_definition(min_words):
     assert np.array_equal(gopher_texts(pa.array(texts), min_words), got[:, :len(GOPHER)])
     loops = measure_texts(pa.array(["Let me verify the sum once more. " * 12]), 8, 0, 4000, range(10, 201))
     assert loops[0, COLUMNS.index("runaway_repeats")] == 12
+
+
+def test_filter_measures_in_chunks_equal_one_pass(monkeypatch):
+    from engine.kernels import measures
+
+    texts = pa.array(repetition_cases()[:40])
+    whole = measures.measure_texts(texts, 8, 100, 4000, range(10, 201))
+    monkeypatch.setattr(measures, "CHUNK_BYTES", 5000)  # many chunks, and texts longer than one
+    assert np.array_equal(measures.measure_texts(texts, 8, 100, 4000, range(10, 201)), whole)

@@ -133,12 +133,27 @@ def utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets
 
 
-def codepoints(texts) -> tuple[np.ndarray, np.ndarray]:
-    """(uint32 code points of all texts, int64 character offsets): text t is codes[off[t]:off[t + 1]]."""
-    data, offsets = utf8_buffers(texts)
+def decode(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(uint32 code points, int64 character offsets) of the texts data[offsets[t]:offsets[t + 1]]."""
     counts = np.zeros(len(offsets) - 1, dtype=np.int64)
     _count_chars(data, offsets, counts)
     char_off = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     codes = np.empty(char_off[-1], dtype=np.uint32)
     _decode(data, offsets, char_off, codes)
     return codes, char_off
+
+
+def codepoints(texts) -> tuple[np.ndarray, np.ndarray]:
+    """(uint32 code points of all texts, int64 character offsets): text t is codes[off[t]:off[t + 1]]."""
+    return decode(*utf8_buffers(texts))
+
+
+def row_chunks(offsets: np.ndarray, max_bytes: int):
+    """(first, end) row ranges of at most max_bytes of text each (or one longer row): the code points
+    of a whole stage's texts (4 bytes a character) never have to sit in memory at once."""
+    first, n = 0, len(offsets) - 1
+    while first < n:
+        end = int(np.searchsorted(offsets, offsets[first] + max_bytes, side="right")) - 1
+        end = min(max(end, first + 1), n)
+        yield first, end
+        first = end
