@@ -5,7 +5,8 @@ Candidates are the responses the filter kept. Every selector scores every candid
 - `das` (default): divergence-aware sampling, the largest count of teacher sentences
   (p_teacher − p_student > β, β from `sentences`), or their proportion (`das_measure: proportion`);
 - `random`: the paper's baseline; `global_naturalness`: max mean student logprob;
-- `rank_surprisal`: lowest sum(min(student rank, 100)) / sum(student surprisal);
+- `rank_surprisal`: lowest sum(min(student rank, 100)) / sum(student surprisal) (the only score that
+  reads every student token again, so `select_candidates` fills it only when it is the selector);
 - `local_naturalness`: highest mean step logprob given a short window (stage `naturalness`, which
   only runs with `naturalness.enabled: true`).
 Output data/select/T=<t>/selected.parquet (schema `tables.SELECTED`) and metrics/select/T=<t>.json.
