@@ -70,11 +70,7 @@ def run(fp: rules.FilterParams, student: ModelParams, continue_dir: Path, questi
         [len(tok.encode(t, add_special_tokens=False)) for t in texts], pa.int64())})
     measured = rules.measures(gens, lengths, fp, rules.references(fp, questions_dir))
     boundary = pa.array([int(b != "ok") for b in samples.column("boundary").to_pylist()], pa.int64())
-    if measured.num_rows:
-        measured = measured.append_column("boundary", boundary)
-    else:  # no sample: the columns the rule SQL unpivots still have to exist
-        measured = pa.table({"response_id": pa.array([], pa.string()), "question_id": pa.array([], pa.string()),
-                             **{r: pa.array([], pa.float64()) for r in [*fp.thresholds(), "boundary"]}})
+    measured = measured.append_column("boundary", boundary)  # no sample: still every column, 0 rows
     con, rejections, kept = rules.decide(measured, {**fp.thresholds(), "boundary": 0.0}, "mixed_filter")
     if mfp and mfp.dedup:
         kept, dups = near_duplicates(kept, dict(zip(samples.column("sample_id").to_pylist(), texts)), dp or near.DedupParams())

@@ -59,3 +59,14 @@ def test_optional_dedup_keeps_the_smallest_id_of_each_cluster(tmp_path, mini):
     assert sorted(pq.read_table(tmp_path / "p" / "kept.parquet").column("response_id").to_pylist()) == ["a", "c"]
     [dup] = pq.read_table(tmp_path / "p" / "rejections.parquet").to_pylist()
     assert dup["response_id"] == "b" and dup["detail"] == "survivor a" and dup["value"] >= 0.8
+
+
+def test_no_continuation_at_all_gives_an_empty_accounted_stage(tmp_path, mini):
+    (tmp_path / "continue").mkdir()  # `continue` ran (its manifest is there) and nothing was cut
+    (tmp_path / "continue" / tables.ShardedOutput.MANIFEST).write_text("{}")
+    tables.write_parquet(pa.table({"question_id": ["q"], "domain": ["math"], "reference_answer": ["15"]}),
+                         tmp_path / "questions" / "q.parquet")
+    report = mixed_filter.run(rules.FilterParams(rules={"wrong_answer": 0}), ModelParams(model=str(mini["student"])),
+                              tmp_path / "continue", tmp_path / "questions", tmp_path / "out", tmp_path / "m.json")
+    assert (report["input"], report["kept"], report["rejected"]) == (0, 0, 0)
+    assert pq.read_table(tmp_path / "out" / "kept.parquet").num_rows == 0
