@@ -127,14 +127,13 @@ def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dic
     """One row of measures per response: `measure`'s numbers, computed for the whole table by one
     compiled pass (engine/kernels/measures.py, held to `measure` by tests). `references`: question_id ->
     (domain, reference answer), used by the wrong_answer rule when it is on."""
-    n_tokens = dict(zip(scores.column("response_id").to_pylist(), scores.column("student_token_count").to_pylist()))
-    ids = gens.column("response_id").to_pylist()
-    missing = next((rid for rid in ids if rid not in n_tokens), None)
-    if missing is not None:
+    score_row = pc.index_in(gens.column("response_id"), value_set=scores.column("response_id"))
+    if score_row.null_count:
+        missing = gens.column("response_id").filter(pc.is_null(score_row))[0]
         raise ValueError(f"response {missing} has no student score: rerun `dasd score`")
     finish = gens.column("finish_reason")
     columns = {"response_id": gens.column("response_id"), "question_id": gens.column("question_id"),
-               "length": pa.array([n_tokens[rid] for rid in ids], pa.int64()),
+               "length": pc.take(scores.column("student_token_count"), score_row).cast(pa.int64()),
                "truncated": pc.cast(pc.equal(finish, "length"), pa.int64()),
                "tool_call": pc.cast(pc.equal(finish, "tool_call"), pa.int64())}
     text_measures = measure_texts(gens.column("text"), SENTENCE_MIN_CHARS, fp.ngram_min_words, LOOP_TAIL, LOOP_PERIODS)

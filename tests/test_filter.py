@@ -105,3 +105,11 @@ def test_wrong_answer_in_the_stage_only_for_math_with_a_reference():
     m = F.measures(gens, scores, F.FilterParams(rules={"wrong_answer": 0}), refs).to_pylist()
     assert [r["wrong_answer"] for r in m] == [0, 1, 0]
     assert "wrong_answer" not in F.measures(gens, scores, F.FilterParams(), refs).column_names
+
+
+def test_a_response_without_a_student_score_is_named():
+    gens = gen_table([dict(response_id=r, question_id="q", text=GOOD, finish_reason="stop") for r in ("a", "b")])
+    scores = score_table([dict(response_id="a", student_token_count=12)])
+    with pytest.raises(ValueError, match="response b has no student score"):
+        F.measures(gens, scores, F.FilterParams())
+    assert F.measures(gens.slice(0, 1), scores, F.FilterParams()).column("length").to_pylist() == [12]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .text import _FNV_OFFSET, _FNV_PRIME, utf8_buffers
+from .text import FNV_OFFSET, FNV_PRIME, utf8_buffers
 
 _COMBINE = 0x9E3779B97F4A7C15  # odd multiplier: shingle hash = polynomial of its word hashes mod 2^64
 _M64 = (1 << 64) - 1
@@ -47,9 +47,9 @@ def shingles(text: str, ngram: int = 5) -> list[bytes]:
 
 
 def _word_hash(word: bytes) -> int:
-    h = _FNV_OFFSET
+    h = FNV_OFFSET
     for byte in word:
-        h = ((h ^ byte) * _FNV_PRIME) & _M64
+        h = ((h ^ byte) * FNV_PRIME) & _M64
     return h
 
 
@@ -74,13 +74,13 @@ def _word_hashes(data, start, end, lut, out):
     a data-dependent branch per byte (word or space?) costs more than the hashing itself."""
     nw = 0
     in_word = False
-    h = np.uint64(_FNV_OFFSET)
+    h = np.uint64(FNV_OFFSET)
     for i in range(start, end):
         c = lut[data[i]]
         space = c == 0
         out[nw] = h              # only kept (nw advanced) when this space ends a word
         nw += space & in_word
-        h = np.uint64(_FNV_OFFSET) if space else (h ^ c) * np.uint64(_FNV_PRIME)
+        h = np.uint64(FNV_OFFSET) if space else (h ^ c) * np.uint64(FNV_PRIME)
         in_word = not space
     out[nw] = h
     return nw + in_word

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .text import _FNV_OFFSET, _FNV_PRIME, is_space
+from .text import FNV_OFFSET, FNV_PRIME, is_space
 
 _P = 0x9E3779B97F4A7C15  # n-gram hash = polynomial of word hashes mod 2^64
 KEYS = tuple([f"top_{n}gram_char_frac" for n in (2, 3, 4)] + [f"dup_{n}gram_char_frac" for n in range(5, 11)])
@@ -27,13 +27,13 @@ def _words(codes):
     kernel: a data-dependent branch per character (word or space?) costs more than the hashing."""
     hashes = np.empty(codes.shape[0] // 2 + 2, dtype=np.uint64)
     lengths = np.empty(codes.shape[0] // 2 + 2, dtype=np.int64)
-    n, in_word, length, h = 0, False, 0, np.uint64(_FNV_OFFSET)
+    n, in_word, length, h = 0, False, 0, np.uint64(FNV_OFFSET)
     for i in range(codes.shape[0]):
         c = codes[i]
         space = is_space(c)
         hashes[n], lengths[n] = h, length  # only kept (n advanced) when this space ends a word
         n += space & in_word
-        h = np.uint64(_FNV_OFFSET) if space else (h ^ np.uint64(c)) * np.uint64(_FNV_PRIME)
+        h = np.uint64(FNV_OFFSET) if space else (h ^ np.uint64(c)) * np.uint64(FNV_PRIME)
         length = 0 if space else length + 1
         in_word = not space
     hashes[n], lengths[n] = h, length

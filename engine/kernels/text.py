@@ -10,7 +10,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-_FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
+FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3  # FNV-1a 64, the word and span hash of every kernel
 
 
 # a table for the first 256 code points: a branch per character on "space or not?" mispredicts at
@@ -32,8 +32,8 @@ def is_space(c):
 def span_hash(codes, a, b):
     """A 64-bit hash of codes[a:b] (FNV-1a in four interleaved lanes: a single FNV chain waits on one
     multiplication per character; four independent ones keep the multiplier busy)."""
-    h0 = h1 = h2 = h3 = np.uint64(_FNV_OFFSET)
-    prime = np.uint64(_FNV_PRIME)
+    h0 = h1 = h2 = h3 = np.uint64(FNV_OFFSET)
+    prime = np.uint64(FNV_PRIME)
     i = a
     while i + 4 <= b:
         h0 = (h0 ^ np.uint64(codes[i])) * prime
