@@ -18,7 +18,11 @@ from test_select import setup
 from test_sentences import gen_table
 
 EDGE_CASES = ["", "   \n\t ", "one", "Two Words", "exactly five words in here", "UPPER lower MiXeD case words here ok",
-              "héllo wörld — ünïcode ∑ x² text with é and 中文 words", "tabs\tand\nnewlines\r\nand  double  spaces x y"]
+              "héllo wörld — ünïcode ∑ x² text with é and 中文 words", "tabs\tand\nnewlines\r\nand  double  spaces x y",
+              # the kernel hashes a text's two halves (cut at whitespace) side by side: one word, words on one
+              # side of the cut only, whitespace runs at the cut and at either end
+              "x" * 97, "a b c " + "d" * 60, "e" * 60 + " f g h i j", "k l m n o p" + " " * 40, " " * 40 + "q r s t u v",
+              "w1 w2 w3" + " \n " * 20 + "w4 w5 w6 w7"]
 
 
 def real_responses() -> list[str]:
@@ -45,6 +49,9 @@ def test_signatures_equal_datasketch():
     # other sizes and n-grams follow datasketch too
     for text, sig in zip(texts[5:12], minhash.signatures(texts[5:12], num_perm=64, ngram=3)):
         assert np.array_equal(sig, reference(text, num_perm=64, ngram=3).hashvalues)
+    for num_perm in (1, 6):  # the kernel takes permutations four at a time
+        for text, sig in zip(texts[:20], minhash.signatures(texts[:20], num_perm=num_perm)):
+            assert np.array_equal(sig, reference(text, num_perm=num_perm).hashvalues), (num_perm, text[:60])
 
 
 def edit(text: str, rate: float, rng: random.Random) -> str:

@@ -66,24 +66,48 @@ def shingle_hash32(shingle: bytes) -> int:
 # byte -> 0 for ASCII whitespace, else the byte with ASCII letters lowered (a word byte is never 0)
 _LUT = np.array([0 if c in _WS else (c + 32 if 65 <= c <= 90 else c) for c in range(256)], dtype=np.uint64)
 _EMPTY = np.uint32(0xFFFFFFFF)
+_U64 = np.uint64
+
+
+@numba.njit(cache=True, inline="always")
+def _word_byte(c, out, n, in_word, h):
+    """One byte of FNV-1a 64 word hashing; `c` is the byte through _LUT (0: whitespace). Branch-free:
+    a data-dependent branch per byte (word or space?) costs more than the hashing itself. Indices and
+    flags are unsigned so that numba adds no negative-index fix-up to the loop."""
+    space = _U64(c == 0)
+    out[n] = h               # only kept (n advanced) when this space ends a word
+    n += space & in_word
+    h = _U64(FNV_OFFSET) if space else (h ^ c) * _U64(FNV_PRIME)
+    return n, space ^ _U64(1), h
 
 
 @numba.njit(cache=True, inline="always")
 def _word_hashes(data, start, end, lut, out):
-    """FNV-1a 64 of every word of data[start:end] into `out`; returns the word count. Branch-free:
-    a data-dependent branch per byte (word or space?) costs more than the hashing itself."""
-    nw = 0
-    in_word = False
-    h = np.uint64(FNV_OFFSET)
-    for i in range(start, end):
-        c = lut[data[i]]
-        space = c == 0
-        out[nw] = h              # only kept (nw advanced) when this space ends a word
-        nw += space & in_word
-        h = np.uint64(FNV_OFFSET) if space else (h ^ c) * np.uint64(FNV_PRIME)
-        in_word = not space
-    out[nw] = h
-    return nw + in_word
+    """FNV-1a 64 of every word of data[start:end] into `out` (at least (end - start) // 2 + 4 long);
+    returns the word count. The text is cut in two at a whitespace byte and both halves are hashed in
+    one loop: one FNV chain is latency-bound (xor, multiply, reset: ~5 cycles a byte), two overlap."""
+    mid = (start + end) // 2
+    while mid < end and lut[data[mid]] != 0:
+        mid += 1
+    first, second = data[start:mid], data[mid:end]
+    out_first, out_second = out[:first.shape[0] // 2 + 2], out[first.shape[0] // 2 + 2:]
+    n1 = n2 = in1 = in2 = _U64(0)
+    h1 = h2 = _U64(FNV_OFFSET)
+    both = _U64(min(first.shape[0], second.shape[0]))
+    for i in range(both):
+        n1, in1, h1 = _word_byte(lut[first[i]], out_first, n1, in1, h1)
+        n2, in2, h2 = _word_byte(lut[second[i]], out_second, n2, in2, h2)
+    for i in range(both, _U64(first.shape[0])):
+        n1, in1, h1 = _word_byte(lut[first[i]], out_first, n1, in1, h1)
+    for i in range(both, _U64(second.shape[0])):
+        n2, in2, h2 = _word_byte(lut[second[i]], out_second, n2, in2, h2)
+    out_first[n1] = h1       # a word running to the end of its half
+    out_second[n2] = h2
+    n1 += in1
+    n2 += in2
+    for j in range(n2):      # the second half's words right after the first's
+        out_first[n1 + j] = out_second[j]
+    return np.int64(n1 + n2)
 
 
 @numba.njit(cache=True, inline="always")
@@ -98,28 +122,59 @@ def _fmix32(h):
     return x
 
 
+_LANES = 32  # shingle hashes are padded to a multiple of this: the vector loop then has no scalar tail
+_TILE = 4    # permutations per pass over a text's shingle hashes (independent minima share each load)
+
+
+@numba.njit(cache=True, inline="always")
+def _shingle_hashes(words, nw, ngram, out):
+    """The pre-mixed 32-bit hash of each word n-gram into `out`, padded with copies of the first (a
+    repeated value never changes a minimum); returns the padded count."""
+    width = ngram if nw >= ngram else nw          # a short text is one shingle of all its words
+    count = nw - ngram + 1 if nw >= ngram else min(nw, 1)
+    # the polynomial of the first window, then rolled one word at a time (drop the oldest word's
+    # term, shift, add the next): the same value mod 2^64 with two multiplies a shingle, not `ngram`
+    top = np.uint64(1)
+    h = np.uint64(0)
+    for t in range(width):
+        h = h * np.uint64(_COMBINE) + words[t]
+        top = top * np.uint64(_COMBINE) if t else top
+    for j in range(count):
+        if j:
+            h = (h - words[j - 1] * top) * np.uint64(_COMBINE) + words[j + width - 1]
+        out[j] = np.uint32((h >> np.uint64(32)) ^ (h & np.uint64(0xFFFFFFFF)))
+    padded = (count + _LANES - 1) // _LANES * _LANES
+    for j in range(count, padded):
+        out[j] = out[0]
+    for j in range(padded):  # a separate pass: it vectorises
+        out[j] = _fmix32(out[j])
+    return padded
+
+
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _signatures(data, offsets, lut, a, b, ngram):
     n = offsets.shape[0] - 1
-    out = np.empty((n, a.shape[0]), dtype=np.uint32)
+    num_perm = a.shape[0]
+    out = np.empty((n, num_perm), dtype=np.uint32)
     for d in numba.prange(n):
         start, end = offsets[d], offsets[d + 1]
-        words = np.empty((end - start) // 2 + 2, dtype=np.uint64)
+        words = np.empty((end - start) // 2 + 4, dtype=np.uint64)
         nw = _word_hashes(data, start, end, lut, words)
-        width = ngram if nw >= ngram else nw          # a short text is one shingle of all its words
-        count = nw - ngram + 1 if nw >= ngram else min(nw, 1)
-        hashes = np.empty(count, dtype=np.uint32)
-        for j in range(count):
-            h = np.uint64(0)
-            for t in range(width):
-                h = h * np.uint64(_COMBINE) + words[j + t]
-            hashes[j] = _fmix32((h >> np.uint64(32)) ^ (h & np.uint64(0xFFFFFFFF)))
-        # permutation-major: the min over a text's shingles stays in a register and vectorises
-        for k in range(a.shape[0]):
-            ak, bk, m = a[k], b[k], _EMPTY
+        hashes = np.empty(words.shape[0] + _LANES, dtype=np.uint32)
+        count = _shingle_hashes(words, nw, ngram, hashes)
+        # permutation-major, _TILE at a time: the minima stay in registers and the loop over the
+        # shingles vectorises (no shingles: every minimum stays _EMPTY); num_perm is a multiple of _TILE
+        for k in range(0, num_perm, _TILE):
+            a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            b0, b1, b2, b3 = b[k], b[k + 1], b[k + 2], b[k + 3]
+            m0 = m1 = m2 = m3 = _EMPTY
             for j in range(count):
-                m = min(m, np.uint32(ak * hashes[j] + bk))
-            out[d, k] = m
+                h = hashes[j]
+                m0 = min(m0, np.uint32(a0 * h + b0))
+                m1 = min(m1, np.uint32(a1 * h + b1))
+                m2 = min(m2, np.uint32(a2 * h + b2))
+                m3 = min(m3, np.uint32(a3 * h + b3))
+            out[d, k], out[d, k + 1], out[d, k + 2], out[d, k + 3] = m0, m1, m2, m3
     return out
 
 
@@ -127,7 +182,9 @@ def signatures(texts, num_perm: int = 128, seed: int = 1, ngram: int = 5) -> np.
     """(len(texts), num_perm) uint32 signatures; `texts` a pyarrow string array or a list of str."""
     data, offsets = utf8_buffers(texts)
     a, b = permutations(num_perm, seed)
-    return _signatures(data, offsets, _LUT, a, b, ngram)
+    tile = -num_perm % _TILE  # the kernel takes permutations _TILE at a time: pad with copies, cut after
+    a, b = np.resize(a, num_perm + tile), np.resize(b, num_perm + tile)
+    return _signatures(data, offsets, _LUT, a, b, ngram)[:, :num_perm]
 
 
 # -- LSH and verification -------------------------------------------------------------------------------
