@@ -84,6 +84,23 @@ SENTENCE = 120  # characters per synthetic sentence
 REPEATS = 3     # each figure: best and median of this many runs
 
 
+def peak_rss_reset() -> bool:
+    """Restart the kernel's count of this process's peak resident memory (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory since the last reset (VmHWM), in GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1e6
+    return float("nan")
+
+
 def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
     with tempfile.TemporaryDirectory(prefix="dasd-bench-") as tmp:
         tmp = Path(tmp)
@@ -106,6 +123,7 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
         sentences.sentence_sums(first, spans_of(first))
         print(f"one-time kernel load: {time.perf_counter() - t0:.1f} s")
         runs = []  # (sentences s, select s): the best and the median of REPEATS runs are printed
+        measured_rss = peak_rss_reset()  # the pool's construction above is not the stage's memory
         for _ in range(REPEATS):
             t0 = time.perf_counter()
             batches = sentences.paired_batches(tmp / "pool" / "generations", tmp / "pool" / "student_scores")
@@ -131,6 +149,8 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
               f"{total / sum(best) / 1e6:.1f}M tokens/s ({counts['teacher_tokens'] / sum(best) / 1e6:.1f}M "
               f"teacher tokens/s; median of {REPEATS}: {total / median / 1e6:.1f}M tokens/s) "
               f"with memory_limit={memory_limit}")
+        if measured_rss:
+            print(f"peak resident memory of the process during the runs: {peak_rss_gb():.2f} GB")
 
 
 def real_texts() -> list[str]:

@@ -152,7 +152,7 @@ def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None, tot
         table = con.sql(query).to_arrow_table().cast(tables.SENTENCES)
         con.unregister("sentence_sums")
         # derived in seconds from the tables above it: fast compression rather than the smallest file
-        tables.write_parquet(table, Path(out_dir) / f"part-{part:05d}.parquet", compression_level=1)
+        tables.write_parquet(table, Path(out_dir) / f"part-{part:05d}.parquet", compression="lz4")
         n_resp += batch.num_rows
         for t in table.column("type").value_counts().to_pylist():
             by_type[t["values"]] = by_type.get(t["values"], 0) + t["counts"]

@@ -123,7 +123,8 @@ def _fmix32(h):
 
 
 _LANES = 32  # shingle hashes are padded to a multiple of this: the vector loop then has no scalar tail
-_TILE = 4    # permutations per pass over a text's shingle hashes (independent minima share each load)
+_TILE = 4    # permutations per pass over a text's shingle hashes (independent minima share each load;
+             # _signatures writes the four out)
 
 
 @numba.njit(cache=True, inline="always")
