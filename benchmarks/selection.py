@@ -124,6 +124,7 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
         print(f"one-time kernel load: {time.perf_counter() - t0:.1f} s")
         runs = []  # (sentences s, select s): the best and the median of REPEATS runs are printed
         measured_rss = peak_rss_reset()  # the pool's construction above is not the stage's memory
+        sp = select.SelectParams()
         for _ in range(REPEATS):
             t0 = time.perf_counter()
             batches = sentences.paired_batches(tmp / "pool" / "generations", tmp / "pool" / "student_scores")
@@ -134,7 +135,6 @@ def bench_sql(tokens: float, memory_limit: str, threads: int | None) -> None:
             con.execute("CREATE OR REPLACE VIEW naturalness AS SELECT NULL::VARCHAR AS response_id, "
                         "NULL::DOUBLE AS local_naturalness WHERE false")
             t0 = time.perf_counter()
-            sp = select.SelectParams()
             sql.run_file(con, "select_candidates", das_measure=sp.das_measure, seed=sp.seed,
                          selector=sp.selector).create("select_candidates")
             chosen = sql.run_file(con, "select", top_k=1, temperature=1.0).to_arrow_table()
