@@ -15,7 +15,14 @@ PROFILE ?=
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
 export DVC_NO_ANALYTICS := 1
+# The default profile (the miniature: its own models and questions) needs no Hub, so it runs offline and
+# can never fetch anything; any other profile (PROFILE=paper, or a params.yaml of your own with
+# miniature.enabled: false) reaches the Hub. Read from the params file the run will use.
+PARAMS_FILE := $(if $(PROFILE),profiles/$(PROFILE).yaml,params.yaml)
+MINIATURE := $(shell awk '/^miniature:/{m=1;next} /^[^ \#]/{m=0} m && /^ +enabled: *true/{print 1}' $(PARAMS_FILE) 2>/dev/null)
+ifeq ($(MINIATURE),1)
 export HF_HUB_OFFLINE ?= 1
+endif
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install axolotl llamafactory repro test bench clean

@@ -48,7 +48,8 @@ def _ctx(args):
 
 def _each_temperature(args, params) -> list[tuple[float, str]]:
     """(temperature, its folder name) for --temperature, else for every one of generate.temperatures."""
-    temps = [args.temperature] if args.temperature is not None else params["generate"]["temperatures"]
+    configured = params["generate"]["temperatures"]
+    temps = [P.temperature_value(args.temperature, configured)] if args.temperature is not None else configured
     return [(float(t), P.temperature_dir(t)) for t in temps]
 
 
@@ -313,43 +314,49 @@ def cmd_import(args):
         logprobs = {**_table_spec(args.logprobs, root, args.logprobs_config, args.split),
                     "fields": {"id": args.logprobs_id_field, "token_ids": args.token_ids_field,
                                "logprobs": args.logprobs_field}}
-    ip = importer.ImportParams(source=source, logprobs=logprobs, temperature=args.temperature,
+    t = P.temperature_value(args.temperature, params.get("generate", {}).get("temperatures", []))
+    ip = importer.ImportParams(source=source, logprobs=logprobs, temperature=t,
                                logprobs_mode=args.logprobs_mode, finish_reason=args.finish_reason,
                                on_error=args.on_error)
     r = importer.run(ip, teacher, params.get("system_prompt"), root, root / "data", root / "metrics",
                      progress=not args.no_progress)
     print(f"import: {r['rows']} rows -> {r['imported']} responses of {r['questions']} questions in "
-          f"data/generations/{P.temperature_dir(r['temperature'])}/, {r['quarantined']} quarantined "
-          f"(data/quarantine/import-{P.temperature_dir(r['temperature'])}.parquet: {r['quarantined_by_reason']})")
+          f"data/generations/{r['folder']}/, {r['quarantined']} quarantined "
+          f"(data/quarantine/import-{r['folder']}.parquet: {r['quarantined_by_reason']})")
 
 
 def cmd_sql(args):
+    import duckdb
+
     from . import sql
 
     root = P.project_root()
-    con = sql.connect()
-    views = sql.register_views(con, root / "data")
+    con, views = sql.read_only(root / "data")
     query = args.query
     if query.endswith(".sql") and Path(query).exists():
         query = Path(query).read_text()
     if not views:
         print("note: no stage outputs under data/ yet", file=sys.stderr)
-    rel = con.sql(query)
-    if rel is None:
-        return
-    if args.format == "table":
-        rel.show(max_rows=args.max_rows, max_width=200)
-    else:
+    try:
+        sql.check_read_only(con, query)
+        rel = con.sql(query)
+        if rel is None:
+            return
+        if args.format == "table":
+            rel.show(max_rows=args.max_rows, max_width=200)
+            return
         df = rel.to_arrow_table()
-        if args.format == "csv":
-            import pyarrow.csv as pcsv
+    except (duckdb.Error, ValueError) as e:  # the user's query: one line, no traceback
+        raise P.StageError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    if args.format == "csv":
+        import pyarrow.csv as pcsv
 
-            pcsv.write_csv(df, sys.stdout.buffer)
-        else:
-            import json
+        pcsv.write_csv(df, sys.stdout.buffer)
+    else:
+        import json
 
-            for row in df.to_pylist():
-                print(json.dumps(row, default=str, ensure_ascii=False))
+        for row in df.to_pylist():
+            print(json.dumps(row, default=str, ensure_ascii=False))
 
 
 def _command(sub, name: str, func, help_: str, description: str, per_temperature: bool = False,
@@ -494,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="Hub config of SOURCE")
     s.add_argument("--logprobs-config", help="Hub config of the logprob table")
     s.add_argument("--split", default="train")
-    s.add_argument("--temperature", type=float, default=1.0, help="the temperature the teacher sampled at")
+    s.add_argument("--temperature", default="1.0", help="the temperature the teacher sampled at")
     s.add_argument("--id-field", default="uuid")
     s.add_argument("--question-field", default="input")
     s.add_argument("--response-field", default="output")

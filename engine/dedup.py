@@ -100,10 +100,10 @@ def run(dp: DedupParams, selp: SelectParams, temperature: float, inputs: dict[st
         "threshold": [dp.threshold] * len(removed),
         "detail": [f"cluster of {sizes[i]}, survivor {survivors[i]}" for i in removed]}, schema=tables.REJECTIONS)
     kept = clusters.filter(pc.equal(clusters.column("response_id"), clusters.column("survivor_id")))
-    out_dir = Path(out_dir)
-    tables.write_parquet(clusters, out_dir / "clusters.parquet")
-    tables.write_parquet(kept.select(["response_id", "question_id"]), out_dir / "kept.parquet")
-    tables.write_parquet(rejections, out_dir / "rejections.parquet")
+    with tables.replacing(out_dir) as tmp:  # the three tables of one run, or the old three
+        tables.write_parquet(clusters, tmp / "clusters.parquet")
+        tables.write_parquet(kept.select(["response_id", "question_id"]), tmp / "kept.parquet")
+        tables.write_parquet(rejections, tmp / "rejections.parquet")
     report = {"temperature": temperature, "enabled": dp.enabled, "scope": dp.scope, "threshold": dp.threshold,
               "bands": dp.bands, "rows": dp.rows, "input": n, "kept": kept.num_rows, "rejected": len(removed),
               "duplicate_clusters": len({c for c, s in zip(members.column("cluster").to_pylist(), sizes) if s > 1}),

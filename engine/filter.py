@@ -160,9 +160,11 @@ def decide(measures_table: pa.Table, thresholds: dict[str, float], stage: str):
 
 
 def write(con, rejections: pa.Table, kept: pa.Table, n_input: int, out_dir: Path, questions_dir: Path) -> dict:
-    """Both tables into out_dir, and the counts every report of a rule stage holds."""
-    tables.write_parquet(rejections, Path(out_dir) / "rejections.parquet")
-    tables.write_parquet(kept, Path(out_dir) / "kept.parquet")
+    """Both tables into out_dir (replacing it whole: never one new table beside an old one), and the counts
+    every report of a rule stage holds."""
+    with tables.replacing(out_dir) as tmp:
+        tables.write_parquet(rejections, tmp / "rejections.parquet")
+        tables.write_parquet(kept, tmp / "kept.parquet")
     sql.create_views(con, {"questions": questions_dir})
     report = {"input": n_input, "kept": kept.num_rows, "rejected": n_input - kept.num_rows,
               "rejections_by_rule": dict(con.sql("SELECT rule, count(*) FROM rejections GROUP BY 1 ORDER BY 1").fetchall()),

@@ -102,9 +102,9 @@ class LogprobTable:
         return {k: by_row[self.index[k]] for k in keys if k in self.index}
 
 
-def merge_questions(new: Path, into: Path) -> None:
+def merge_questions(new: pa.Table, into: Path) -> None:
     """`into` becomes the union of both question tables, one row per question_id (the one already there wins)."""
-    parts = [pq.read_table(p) for p in (into, new) if p.exists()]
+    parts = ([pq.read_table(into)] if into.exists() else []) + [new]
     merged = pa.concat_tables(parts)
     first = {}
     for i, qid in enumerate(merged.column("question_id").to_pylist()):
@@ -177,20 +177,38 @@ def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root:
     try:
         qreport = Q.run(QuestionsParams(sources=[spec], on_error=ip.on_error), system_prompt, root, staging / "questions",
                         staging / "quarantine.parquet", staging / "questions.json")
-        merge_questions(staging / "questions" / "questions.parquet", data / "questions" / "questions.parquet")
+        staged_questions = pq.read_table(staging / "questions" / "questions.parquet")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    t, folder = float(ip.temperature), temperature_dir(ip.temperature)  # the folder as params.yaml spells it
+    # local inputs by content too: a re-released file under the same name starts the import clean
+    inputs = {spec["path"]: folder_fingerprint(root / spec["path"]) for spec in (ip.source, ip.logprobs or {})
+              if spec.get("path")}
+    manifest = {"import": {k: v for k, v in ip.__dict__.items() if k not in ("shard_rows", "on_error")},
+                "inputs": inputs, "shard_rows": ip.shard_rows, "teacher": teacher.identity()}
+    # The import is written beside the existing generations (resumable there) and takes their place only
+    # when it is complete and imported something; a finished import with these params resumes in place.
+    final = data / "generations" / folder
+    same = tables.ShardedOutput(final, manifest).manifest == _stored_manifest(final)
+    out = tables.ShardedOutput(final if same else data / ".import" / folder, manifest).open()
+    try:
+        return _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt, data, metrics_dir,
+                       qreport, staged_questions, t, folder, progress)
+    finally:
+        out.close()
+
+
+def _stored_manifest(folder: Path) -> dict | None:
+    path = folder / tables.ShardedOutput.MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt, data, metrics_dir, qreport,
+            staged_questions, t, folder, progress) -> dict:
     tokenizer = teacher.tokenizer()
     stop_ids = set(getattr(tokenizer, "all_special_ids", None) or [])
     table = LogprobTable(ip.logprobs, lp_fields, root) if ip.logprobs else None
     lp_label = table.label if table else label
-    t = float(ip.temperature)
-    # local inputs by content too: a re-released file under the same name starts the import clean
-    inputs = {spec["path"]: folder_fingerprint(root / spec["path"]) for spec in (ip.source, ip.logprobs or {})
-              if spec.get("path")}
-    out = tables.ShardedOutput(data / "generations" / temperature_dir(t), {
-        "import": {k: v for k, v in ip.__dict__.items() if k not in ("shard_rows", "on_error")},
-        "inputs": inputs, "shard_rows": ip.shard_rows, "teacher": teacher.identity()}).open()
     done = out.done_shards()
     quarantined, rows_in, per_question = [], 0, {}
     bar = tqdm(unit="row", desc=f"import T={t:g}", disable=not progress)
@@ -246,17 +264,26 @@ def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root:
     bar.close()
     for q in sorted(out.folder.glob("quarantine-*.parquet.q")):
         quarantined += pq.read_table(q).to_pylist()
+    # every row failing is an error: the generations and questions already there stay as they were
+    Q.check_quarantine_share("import", rows_in, len(quarantined), 1.0, quarantined[:1])
+    if out.folder != final:  # complete: the new generations take the old ones' place
+        lock = tables.OutputLock.acquire(final)
+        try:
+            tables.swap_in(out.folder, final)
+        finally:
+            lock.release()
+    merge_questions(staged_questions, data / "questions" / "questions.parquet")
     tables.write_parquet(pa.Table.from_pylist(quarantined, schema=tables.QUARANTINE),
-                         data / "quarantine" / f"import-{temperature_dir(t)}.parquet")
-    gen = write_report(out.folder, metrics_dir / "generate" / f"{temperature_dir(t)}.json", t)
+                         data / "quarantine" / f"import-{folder}.parquet")
+    gen = write_report(final, metrics_dir / "generate" / f"{folder}.json", t)
     report = {"rows": rows_in, "imported": gen["responses"], "quarantined": len(quarantined),
-              "questions": qreport["questions"], "temperature": t,
+              "questions": qreport["questions"], "temperature": t, "folder": folder,
               "quarantined_by_reason": _count(q["reason"].split(" (")[0] for q in quarantined),
               "generations": gen}
     if report["imported"] + report["quarantined"] != rows_in:
         raise AssertionError(f"import: {rows_in} rows in, {report['imported']} imported + "
                              f"{report['quarantined']} quarantined")
-    tables.write_json(report, metrics_dir / "import" / f"{temperature_dir(t)}.json")
+    tables.write_json(report, metrics_dir / "import" / f"{folder}.json")
     return report
 
 

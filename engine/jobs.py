@@ -19,7 +19,15 @@ from .tables import ShardedOutput
 def run_shards(out: ShardedOutput, n_items: int, shard_size: int, work: Callable[[object, range], tuple[pa.Table, int]],
                open_backend: Callable[[], object], backend=None, desc: str = "", unit: str = "item",
                items_per_row: int = 1, progress: bool = True) -> int:
-    """Run `work(backend, rows) -> (table, tokens)` for every missing shard; returns items resumed."""
+    """Run `work(backend, rows) -> (table, tokens)` for every missing shard; returns items resumed. The
+    output's lock is released at the end, whatever happens."""
+    try:
+        return _run(out, n_items, shard_size, work, open_backend, backend, desc, unit, items_per_row, progress)
+    finally:
+        out.close()
+
+
+def _run(out, n_items, shard_size, work, open_backend, backend, desc, unit, items_per_row, progress) -> int:
     shards = [(k, range(i, min(i + shard_size, n_items))) for k, i in enumerate(range(0, n_items, shard_size))]
     done = out.done_shards()
     todo = [(k, rows) for k, rows in shards if k not in done]
@@ -41,6 +49,7 @@ def run_shards(out: ShardedOutput, n_items: int, shard_size: int, work: Callable
         bar.close()
         if own:
             backend.close()
+    out.clear_stale()  # a new run with no shard to write (no items) still replaces the stale one
     if resumed:
         print(f"{desc}: resumed, {resumed} of {n_items * items_per_row} {unit}s were already done", file=sys.stderr)
     return resumed

@@ -89,7 +89,8 @@ class ModelParams:
     options: dict = field(default_factory=dict)
 
     # options that never change what a model outputs (transport, endpoints, secrets' names)
-    TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "backoff_s", "api_key_env", "base_url"})
+    TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "deadline_s", "backoff_s", "api_key_env",
+                                   "base_url"})
 
     def identity(self) -> dict:
         """What identifies this model's outputs, for output manifests: a local folder's content too, since
@@ -105,8 +106,14 @@ class ModelParams:
         return AutoTokenizer.from_pretrained(self.options.get("tokenizer") or self.model, revision=self.revision)
 
     def __post_init__(self):
+        from .backends import check_options
+
         if self.format not in ("chat", "harmony"):
             raise ParamsError(f"model {self.model}: format must be 'chat' or 'harmony', not {self.format!r}")
+        if not isinstance(self.options, dict):
+            raise ParamsError(f"model {self.model}: options must be a mapping, not {self.options!r}")
+        # checked when params are read, before any stage looks at its existing output
+        check_options(self.backend, self.options)
 
 
 @dataclass
@@ -130,17 +137,36 @@ class GenerateParams:
 class QuestionsParams:
     sources: list[dict]
     on_error: str = "raise"  # raise | quarantine
+    max_quarantined: float = 1.0  # quarantining a larger share of rows stops the stage (all rows always does)
 
     def __post_init__(self):
+        if not 0 <= self.max_quarantined <= 1:
+            raise ParamsError(f"questions: max_quarantined must be a share in [0, 1], not {self.max_quarantined!r}")
         if self.on_error not in ("raise", "quarantine"):
             raise ParamsError(f"questions: on_error must be 'raise' or 'quarantine', not {self.on_error!r}")
         if not self.sources:
             raise ParamsError("questions: no sources")
 
 
+def temperature_value(given, configured: list) -> float | int:
+    """A temperature from the command line (`--temperature 0.60`) as params.yaml spells it (0.6), so one
+    temperature has one folder whatever way it was typed; one not in params is a plain float."""
+    try:
+        t = float(given)
+    except (TypeError, ValueError):
+        raise ParamsError(f"--temperature {given!r} is not a number") from None
+    return next((c for c in configured if float(c) == t), t)
+
+
 def temperature_dir(t) -> str:
     """`T=0.6`: a per-temperature folder, spelled as params.yaml spells the value, which is also how
-    dvc.yaml's matrix spells `${item.temperature}`, so DVC and the CLI name the same folder."""
+    dvc.yaml's matrix spells `${item.temperature}`, so DVC and the CLI name the same folder. Text
+    (`"0.60"`) is read as the number it spells."""
+    if isinstance(t, str):
+        try:
+            t = float(t)
+        except ValueError:
+            raise ParamsError(f"temperature {t!r} is not a number") from None
     float(t)  # a temperature must be a number
     return f"T={t}"
 

@@ -32,6 +32,8 @@ from . import card, sql, tables
 from .params import ParamsError, StageError, temperature_dir
 
 SHARD = "train-{index:05d}-of-{count:05d}.parquet"
+# written into every build: the one sign that a folder is the engine's own and may be replaced
+MARKER = ".dasd-publish"
 PLOT = "images/probability_distribution.png"
 
 
@@ -154,22 +156,84 @@ def secrets_in_env() -> list[str]:
     return [v for k, v in os.environ.items() if card.SECRET.search(k) and len(v) >= 8]
 
 
+def _strings(array: pa.Array):
+    """Every string inside an Arrow array, however nested (lists, structs, maps, dictionaries)."""
+    t = array.type
+    if pa.types.is_dictionary(t):
+        yield from _strings(array.dictionary)
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        yield array
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_map(t):
+        yield from _strings(array.flatten())
+    elif pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            yield from _strings(array.field(i))
+
+
+def _decoded_texts(path: Path):
+    """What a file of the repository says once read: every string cell and the key-value metadata of a
+    Parquet file (compressed pages hide raw bytes), the text chunks of a PNG, else the file's bytes."""
+    if path.suffix == ".parquet":
+        f = pq.ParquetFile(path)
+        meta = f.schema_arrow.metadata or {}
+        yield b"\n".join(k + b"=" + v for k, v in meta.items())
+        for batch in f.iter_batches(batch_size=8192):
+            for column in batch.columns:
+                yield from _strings(column)
+        return
+    blob = path.read_bytes()
+    yield blob
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:  # zTXt / iTXt chunks are compressed: read them decoded
+            yield "\n".join(f"{k}={v}" for k, v in (getattr(im, "text", None) or im.info).items()).encode()
+
+
 def assert_no_secrets(folder: Path) -> None:
-    secrets = [s.encode() for s in secrets_in_env()]
+    """Refuse a repository folder in which any secret environment value appears, decoded: in a string
+    cell of a shard, the card, an image's metadata. Names the file, never the value."""
+    import pyarrow.compute as pc
+
+    secrets = secrets_in_env()
+    if not secrets:
+        return
     for path in sorted(Path(folder).rglob("*")):
-        if path.is_file():
-            blob = path.read_bytes()
-            if any(s in blob for s in secrets):
-                # name the file, never the value
+        if not path.is_file():
+            continue
+        for text in _decoded_texts(path):
+            if isinstance(text, bytes):
+                hit = any(s.encode() in text for s in secrets)
+            else:
+                if pa.types.is_binary(text.type) or pa.types.is_large_binary(text.type):
+                    text = text.cast(pa.large_binary()).cast(pa.large_string(), safe=False)
+                hit = any(pc.any(pc.match_substring(text, s)).as_py() for s in secrets)
+            if hit:
                 raise StageError(f"{path}: holds the value of a secret environment variable; refusing to publish")
+
+
+def check_target(out_dir: Path, root: Path) -> None:
+    """`out_dir` is replaced whole: only when it is empty, missing, or an earlier build (it holds MARKER)."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise StageError(f"{out_dir}: is a file, not a folder; choose another --dry-run folder")
+    inside = out_dir.resolve()
+    if inside == Path(root).resolve() or inside in Path(root).resolve().parents:
+        raise StageError(f"{out_dir}: is the project folder (or holds it); choose an empty or new folder")
+    if any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise StageError(f"{out_dir}: not empty and not an earlier `dasd publish` build (no {MARKER} file); "
+                         "choose an empty or new folder: nothing was changed")
 
 
 def build(pp: PublishParams, repo_id: str, params: dict, root: Path, out_dir: Path, progress: bool = True) -> dict:
     """The repository folder `out_dir` (replaced whole, atomically); returns the build report."""
     data = root / "data"
+    out_dir = Path(out_dir)
+    check_target(out_dir, root)  # before any work: a wrong folder is refused at once
     con = _views(data)
     cfgs = configs(pp, params, data, con)
-    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp's is 0700: the folder is meant to be read (and served) by others
@@ -180,13 +244,19 @@ def build(pp: PublishParams, repo_id: str, params: dict, root: Path, out_dir: Pa
         text = card.render(pp, repo_id, cfgs, shards, records, PLOT if has_plot else None)
         (tmp / "README.md").write_text(text, encoding="utf-8")
         assert_no_secrets(tmp)
+        (tmp / MARKER).write_text("built by `dasd publish`; the next build replaces this folder\n")
+        check_target(out_dir, root)  # still ours after the build (nobody wrote into it meanwhile)
         if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"repo_id": repo_id, "folder": str(out_dir), "configs": {c.name: c.table.num_rows for c in cfgs},
-            "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())}
+            "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file() and p.name != MARKER)}
 
 
 def upload(folder: Path, repo_id: str, private: bool, message: str) -> str:
@@ -200,7 +270,7 @@ def upload(folder: Path, repo_id: str, private: bool, message: str) -> str:
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     # delete_patterns: shards and images of an earlier publish that this one no longer has go
     info = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(folder), commit_message=message,
-                             delete_patterns=["*.parquet", "images/*"])
+                             delete_patterns=["*.parquet", "images/*"], ignore_patterns=[MARKER])
     return str(getattr(info, "commit_url", info))
 
 

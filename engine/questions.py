@@ -193,16 +193,35 @@ def normalize(text: str) -> str:
 
 
 def _text(value, label, line, name) -> str:
+    """A question's text: a string and nothing else. Numbers, booleans, NaN and bytes are not converted
+    (`b'What is 1+1?'` is no question). U+FFFD is a legitimate character: invalid UTF-8 is caught where the
+    bytes are decoded (JSONL, CSV), and Parquet / Arrow strings are valid UTF-8 by construction."""
     if value is None:
         raise InputError(label, line, name, "missing or null")
-    if isinstance(value, (list, dict)):
-        raise InputError(label, line, name, f"expected text, got {type(value).__name__}")
-    text = str(value)
-    if not text.strip():
+    if not isinstance(value, str):
+        raise InputError(label, line, name, f"expected text, got {type(value).__name__} {_short(value)}")
+    if not value.strip():
         raise InputError(label, line, name, "empty text")
-    if "\ufffd" in text:
-        raise InputError(label, line, name, "invalid UTF-8 (replacement character)")
-    return text
+    return value
+
+
+def _answer(value, label, line, name) -> str | None:
+    """A reference answer: text, or an integer / finite number written as text (GSM8K-style numeric
+    answers); booleans, NaN and bytes are errors."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return repr(value)
+    raise InputError(label, line, name, f"expected text or a number, got {type(value).__name__} {_short(value)}")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str | None) -> dict:
@@ -222,7 +241,7 @@ def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str 
     if a_col is not None:
         if a_col not in row:
             raise InputError(label, line, a_col, "missing")
-        answer = None if row[a_col] is None else str(row[a_col])
+        answer = _answer(row[a_col], label, line, a_col)
     domain = src.domain
     if src.domain_field:
         if src.domain_field not in row:
@@ -239,6 +258,19 @@ def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str 
                 messages=messages, reference_answer=answer,
                 source_id=str(row[id_col]) if id_col and row.get(id_col) is not None else f"{label}:{line}",
                 license=src.license, metadata=json.dumps(meta, sort_keys=True, default=str, ensure_ascii=False))
+
+
+def check_quarantine_share(stage: str, rows: int, quarantined: int, limit: float, first: list[dict]) -> None:
+    """A stage that would quarantine every row (a wrong `fields` mapping, the wrong file) or more than
+    `limit` of them stops before writing anything: the output it had stays as it was."""
+    from .params import StageError
+
+    if rows and (quarantined == rows or quarantined / rows > limit):
+        e = first[0] if first else {}
+        where = f"{e.get('file')}:{e.get('line')}" + (f" field {e['field']!r}" if e.get("field") else "")
+        raise StageError(f"{quarantined} of {rows} rows failed ({where}: {e.get('reason')}); nothing was written "
+                         "and the earlier output stays. Check the source's `fields` mapping" +
+                         ("" if quarantined == rows else f", or raise max_quarantined (now {limit})"))
 
 
 STAGED = tables.QUESTIONS.remove(tables.QUESTIONS.get_field_index("duplicates")).append(pa.field("ordinal", pa.int64()))
@@ -269,6 +301,8 @@ def run(qp: QuestionsParams, system_prompt: str | None, root: Path, out_dir: Pat
             staged.append(rec)
             counts["staged"] += 1
 
+    check_quarantine_share("questions", sum(c["rows"] for c in per_source.values()), len(quarantined),
+                           qp.max_quarantined, quarantined[:1])
     con = sql.connect()
     con.register("questions_staged", pa.Table.from_pylist(staged, schema=STAGED))
     result = sql.run_file(con, "questions").to_arrow_table()

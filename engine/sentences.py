@@ -138,9 +138,7 @@ def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None, tot
     `sentence_sums` takes them), alignment, then sql/sentences.sql; one shard per batch. Returns
     (responses, sentences by type). The next batch is read by a thread while this one is computed (a
     second thread writing shards behind measured slower: two cores are already busy). `total`:
-    responses, for a progress bar."""
-    for old in Path(out_dir).glob("*.parquet"):  # a rerun replaces every shard
-        old.unlink()
+    responses, for a progress bar. `out_dir` is expected empty (`run` writes into a fresh folder)."""
     con = con or sql.connect()
     con.execute("SET VARIABLE beta = ?", [beta])
     query = (sql.SQL_DIR / "sentences.sql").read_text()
@@ -170,9 +168,11 @@ def run(sp: SentencesParams, temperature: float, generations_dir: Path, scores_d
     con = sql.connect(memory_limit=sp.memory_limit, threads=sp.threads,
                       temp_directory=str(Path(out_dir).parent / ".duckdb-tmp"))
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in Path(generations_dir).glob("*.parquet"))
-    n_resp, by_type = write_sentences(paired_batches(generations_dir, scores_dir, batch_rows), sp.beta, out_dir,
-                                      lambda batch: split_texts(batch.column("text"), sp.min_chars),
-                                      con, total)
+    # written beside the old shards, which stay until every new one is on disk (a full disk loses nothing)
+    with tables.replacing(out_dir) as tmp:
+        n_resp, by_type = write_sentences(paired_batches(generations_dir, scores_dir, batch_rows), sp.beta, tmp,
+                                          lambda batch: split_texts(batch.column("text"), sp.min_chars),
+                                          con, total)
     summary = {"temperature": temperature, "beta": sp.beta, "responses": n_resp,
                "sentences": sum(by_type.values()), "by_type": by_type}
     tables.write_json(summary, metrics_path)

@@ -77,3 +77,32 @@ def register_views(con, data_dir: Path) -> list[str]:
                         f"read_parquet([{paths}], union_by_name = true, hive_partitioning = false)")
             made.append(view)
     return made
+
+
+# what `dasd sql` runs: queries, never statements that write (COPY, ATTACH, EXPORT, CREATE, SET, INSTALL…)
+READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+def read_only(data_dir: Path):
+    """The connection of `dasd sql`: a view per stage output, then DuckDB's own locks. File access is
+    limited to `data_dir` (the views' Parquet files), extensions cannot be installed or loaded, and the
+    configuration is locked so no query can lift that. Since an allowed directory is writable for DuckDB,
+    `check_read_only` also refuses every statement that is not a query."""
+    con = connect()
+    views = register_views(con, data_dir)
+    allowed = str(Path(data_dir).resolve()).replace("'", "''").rstrip("/") + "/"
+    con.execute(f"SET allowed_directories = ['{allowed}']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+    return con, views
+
+
+def check_read_only(con, query: str) -> None:
+    """Raise ValueError naming the first statement of `query` that is not a query."""
+    for stmt in con.extract_statements(query):
+        kind = str(stmt.type).rsplit(".", 1)[-1]
+        if kind not in READ_ONLY_STATEMENTS:
+            raise ValueError(f"`dasd sql` only reads: {kind} statements are not run (queries only: SELECT, WITH, "
+                             "FROM, DESCRIBE, SUMMARIZE, EXPLAIN; to save a result, use --format csv > FILE)")

@@ -327,38 +327,211 @@ def read_table(folder: Path, columns: list[str] | None = None) -> pa.Table | Non
     return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
 
 
+class OutputLock:
+    """One writer per output folder: an exclusive `flock` on `.<folder>.lock` beside the folder, holding
+    the holder's pid and host. A second run (another process, here or on a host sharing the disk) stops
+    with one line naming the holder instead of mixing its shards with the first's. The kernel drops the
+    lock when its process dies (kill -9 included), so a stale file never blocks a rerun. Re-entrant
+    within one process: a stage that opens its output twice (resume in the same run) holds it once."""
+
+    _held: dict[Path, "OutputLock"] = {}
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder).resolve()
+        self.path = self.folder.parent / f".{self.folder.name}.lock"
+        self.fd: int | None = None
+        self.depth = 0
+
+    @classmethod
+    def acquire(cls, folder: Path) -> "OutputLock":
+        lock = cls._held.get(Path(folder).resolve()) or cls(folder)
+        if lock.depth == 0:
+            lock._take()
+            cls._held[lock.folder] = lock
+        lock.depth += 1
+        return lock
+
+    def _take(self) -> None:
+        import fcntl
+        import socket
+        import time
+
+        from .params import StageError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+                os.close(fd)
+                raise StageError(f"{self.folder}: another run is writing this output ({holder}); wait for it to "
+                                 f"end or stop it (the lock goes with its process)") from None
+            # a holder that was releasing may have removed the file we opened: lock the one on disk
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        self.depth -= 1
+        if self.depth > 0:
+            return
+        try:
+            os.unlink(self.path)  # removed while still held, so no other run can be holding this file
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)  # closing drops the flock
+        self.fd = None
+        self._held.pop(self.folder, None)
+
+
+def swap_in(new: Path, folder: Path) -> None:
+    """`new` (a finished output written beside `folder`) takes `folder`'s place: two renames on one file
+    system, then the old output is removed. Readers see the old folder or the new one."""
+    new, folder = Path(new), Path(folder)
+    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class replacing:
+    """`with replacing(folder) as tmp:` — a stage writes its whole new output into `tmp`, a fresh folder
+    beside `folder`; on success `tmp` takes `folder`'s place (two renames), on any error (disk full, a
+    bad row, Ctrl-C) `tmp` is removed and `folder` is as it was. The output's lock is held throughout."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def __enter__(self) -> Path:
+        self.lock = OutputLock.acquire(self.folder)
+        for stale in self.folder.parent.glob(f".{self.folder.name}.new-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a killed run's half-written output
+        self.tmp = self.folder.parent / f".{self.folder.name}.new-{os.getpid()}"
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return False
+            swap_in(self.tmp, self.folder)
+            return False
+        finally:
+            self.lock.release()
+
+
 class ShardedOutput:
     """A persisted stage output made of numbered shards plus a manifest of the output-changing params.
 
-    `open()` keeps existing shards only when the stored manifest equals the new one; any difference
-    (another model, seed, temperature, question set…) wipes the folder so old and new are never mixed.
-    Leftover temp files of a killed writer are removed.
+    `open()` takes the folder's lock (one writer) and keeps existing shards only when the stored
+    manifest equals the new one. On any difference (another model, seed, temperature, question set…)
+    the old shards stay on disk until the first new shard is written, so a run that fails before it
+    (a misspelt backend, a missing model) loses nothing; then the engine's own files are removed so old
+    and new are never mixed. Each shard's row count and size are recorded in `shards.json` when it is
+    written and checked on resume: a damaged shard (truncated by a full disk, say) is rewritten, with a
+    line saying so. Leftover temp files of a killed writer are removed.
     """
 
     MANIFEST = "manifest.json"
+    RECORDS = "shards.json"
+    # what the engine writes here, and so all it ever removes (quarantine-*.q: import's per-shard rows)
+    OWN = ("part-*.parquet", MANIFEST, RECORDS, "quarantine-*.parquet.q", ".*.tmp-*")
 
     def __init__(self, folder: Path, manifest: dict):
         self.folder = Path(folder)
-        self.manifest = manifest
+        self.manifest = json.loads(json.dumps(manifest, sort_keys=True, default=str))
+        self.lock: OutputLock | None = None
+        self.stale = False
+        self.records: dict[str, dict] = {}
 
     def open(self) -> "ShardedOutput":
+        import sys
+
+        self.lock = OutputLock.acquire(self.folder)
         stored = self.folder / self.MANIFEST
-        if self.folder.exists():
-            same = stored.exists() and json.loads(stored.read_text()) == json.loads(
-                json.dumps(self.manifest, sort_keys=True, default=str))
-            if not same:
-                shutil.rmtree(self.folder)
+        old = json.loads(stored.read_text()) if stored.exists() else None
+        self.stale = self.folder.exists() and any(self.folder.iterdir()) and old != self.manifest
+        if self.stale:
+            changed = sorted(k for k in set(self.manifest) | set(old or {}) if (old or {}).get(k) != self.manifest.get(k))
+            print(f"{self.folder}: output-changing params differ from the stored run's ({', '.join(changed) or 'no manifest'}); "
+                  "its shards stay until the first new shard replaces them", file=sys.stderr)
+            return self
         self.folder.mkdir(parents=True, exist_ok=True)
         for tmp in self.folder.glob(".*.tmp-*"):
             tmp.unlink()
-        write_json(self.manifest, stored)
+        if old is None:
+            write_json(self.manifest, stored)
+        records = self.folder / self.RECORDS
+        self.records = json.loads(records.read_text()) if records.exists() else {}
         return self
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def shard_path(self, index: int) -> Path:
         return self.folder / f"part-{index:05d}.parquet"
 
+    def _intact(self, path: Path, record: dict | None) -> str | None:
+        """None when the shard reads back as written; else what is wrong with it."""
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except Exception as e:  # noqa: BLE001 - any unreadable footer means a damaged file
+            return f"unreadable ({type(e).__name__}: {str(e)[:120]})"
+        if record is not None and (rows, path.stat().st_size) != (record["rows"], record["bytes"]):
+            return f"{rows} rows in {path.stat().st_size} bytes, {record['rows']} rows in {record['bytes']} written"
+        return None
+
     def done_shards(self) -> set[int]:
-        return {int(p.stem.split("-")[1]) for p in self.folder.glob("part-*.parquet")}
+        import sys
+
+        if self.stale:
+            return set()
+        done = set()
+        for p in sorted(self.folder.glob("part-*.parquet")):
+            index = int(p.stem.split("-")[1])
+            problem = self._intact(p, self.records.get(str(index)))
+            if problem is None:
+                done.add(index)
+            else:
+                print(f"{p}: damaged shard ({problem}); it is written again", file=sys.stderr)
+                p.unlink()
+                self.records.pop(str(index), None)
+        return done
+
+    def clear_stale(self) -> None:
+        if self.stale:
+            self._clear()
+
+    def _clear(self) -> None:
+        """Remove the stale run's files (only those the engine writes) and start this run's manifest."""
+        for pattern in self.OWN:
+            for p in self.folder.glob(pattern):
+                p.unlink()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(self.manifest, self.folder / self.MANIFEST)
+        self.records, self.stale = {}, False
 
     def write_shard(self, index: int, table: pa.Table) -> None:
-        write_parquet(table, self.shard_path(index))
+        if self.stale:
+            self._clear()
+        path = self.shard_path(index)
+        write_parquet(table, path)
+        self.records[str(index)] = {"rows": table.num_rows, "bytes": path.stat().st_size}
+        write_json(self.records, self.folder / self.RECORDS)

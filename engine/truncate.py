@@ -96,8 +96,9 @@ def run(tp: TruncateParams, rollouts_dir: Path, out_dir: Path, metrics_path: Pat
         kept.append(dict(rollout_id=rid, question_id=qid, rollout_tokens=len(ends), cut_token=k,
                          cut_fraction=k / len(ends), cut_char=char, snap=snap, prefix=text[:char]))
     truncated = pa.Table.from_pylist(kept, schema=tables.TRUNCATIONS)
-    tables.write_parquet(truncated, Path(out_dir) / "truncated.parquet")
-    tables.write_parquet(pa.Table.from_pylist(rejected, schema=tables.REJECTIONS), Path(out_dir) / "rejections.parquet")
+    with tables.replacing(out_dir) as tmp:
+        tables.write_parquet(truncated, tmp / "truncated.parquet")
+        tables.write_parquet(pa.Table.from_pylist(rejected, schema=tables.REJECTIONS), tmp / "rejections.parquet")
     by_rule = dict(sorted(Counter(r["rule"] for r in rejected).items()))
     fractions = truncated.column("cut_fraction").to_pylist()
     report = {"input": rollouts.num_rows, "truncated": len(kept), "rejected": len(rejected), "rejections_by_rule": by_rule,

@@ -131,3 +131,54 @@ def test_manifest_ignores_transport_options(mini):
     assert generate.manifest(gp, a, 1.0, questions_t) != generate.manifest(gp, c, 1.0, questions_t)
     assert generate.question_seed(1, "a", 1.0) == generate.question_seed(1, "a", 1.0)
     assert generate.question_seed(1, "a", 1.0) != generate.question_seed(1, "a", 0.6)
+
+
+def dasd_rc(root: Path, *args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DASD_ROOT=str(root))
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True)
+
+
+def test_existing_output_survives_typos_a_second_writer_and_damage(tmp_path, mini):
+    root = make_project(tmp_path, mini, 4)
+    out = root / "data" / "generations" / "T=1.0"
+    dasd(root, "generate", "--no-progress", "--temperature", "1.00")  # one folder however it is typed
+    assert sorted(p.name for p in (root / "data" / "generations").iterdir()) == ["T=1.0"]
+    expected, shards = load(root), {p.name: p.read_bytes() for p in out.glob("part-*.parquet")}
+    assert len(shards) == 2 and json.loads((out / "shards.json").read_text())["1"]["rows"] == 4
+    params = yaml.safe_load((root / "params.yaml").read_text())
+
+    # mistakes in params stop the stage with one line before the finished shards are touched
+    for teacher, says in (({"backend": "opneai"}, "unknown backend 'opneai'"),
+                          ({"options": {"dtype": "float32", "dtpye": "float32"}}, "unknown option(s) ['dtpye']"),
+                          ({"model": str(root / "no" / "such" / "teacher")}, "not found")):
+        bad = dict(params, teacher={**params["teacher"], **teacher})
+        (root / "bad.yaml").write_text(yaml.safe_dump(bad))
+        r = dasd_rc(root, "--params", str(root / "bad.yaml"), "generate", "--no-progress")
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert {p.name: p.read_bytes() for p in out.glob("part-*.parquet")} == shards
+
+    # one writer per output: a second run names the holder and writes nothing
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from engine import tables; "
+                               f"tables.OutputLock.acquire({str(out)!r}); print('held', flush=True); time.sleep(60)"],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        params["generate"]["n"] = 3  # would start clean, were it allowed to write
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        r = dasd_rc(root, "generate", "--no-progress")
+        assert r.returncode == 2 and f"pid {holder.pid} on host" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert {p.name: p.read_bytes() for p in out.glob("part-*.parquet")} == shards
+    finally:
+        holder.kill()
+        holder.wait()
+    params["generate"]["n"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+    # a damaged shard (a full disk cut it short) is not "done": it is written again, the same rows
+    damaged = out / "part-00001.parquet"
+    damaged.write_bytes(shards["part-00001.parquet"][:len(shards["part-00001.parquet"]) // 2])
+    r = dasd_rc(root, "generate", "--no-progress")
+    assert r.returncode == 0 and "part-00001.parquet: damaged shard" in r.stderr, r.stderr
+    assert load(root) == expected and damaged.read_bytes() == shards["part-00001.parquet"]
+    assert not list((root / "data" / "generations").glob(".*.lock"))  # the lock goes with its run

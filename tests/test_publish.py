@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO, shared, write_release
-from engine import cli, tables
+from engine import cli, publish, tables
 
 SECRET = "hf_TESTtokenThatMustNeverLeak0123"
 
@@ -40,8 +40,10 @@ def project(tmp_path_factory, mini):
 
     root = tmp_path_factory.mktemp("project")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["teacher"] = {"model": str(mini["teacher"]), "backend": "transformers", "format": "chat",
-                         "options": {"api_key": "sk-a-params-secret-value"}}  # shown redacted, never published
+    # a served teacher whose request body carries a key: shown redacted, never published
+    params["teacher"] = {"model": str(mini["teacher"]), "backend": "openai", "format": "chat",
+                         "options": {"tokenizer": str(mini["teacher"]),
+                                     "extra_body": {"api_key": "sk-a-params-secret-value"}}}
     params["student"] = {"model": str(mini["student"]), "backend": "transformers"}
     params["filter"]["rules"]["length"] = 65536  # real traces are long in the tiny student's tokens
     params["publish"].update(max_shard_rows=5, pretty_name="Test set")
@@ -148,6 +150,40 @@ def test_nothing_secret_in_the_folder_and_a_leak_refuses(project, built, monkeyp
     assert not (project / "leak").exists()
 
 
+def test_a_secret_inside_compressed_shards_is_found(project, built, monkeypatch):
+    """The value is looked for in the decoded cells: here one that only a candidates shard holds, and whose
+    bytes do not occur in any file as written (zstd pages), so a scan of raw bytes would upload it."""
+    cand = pq.read_table(project / "hub" / "candidates").column("response_id").to_pylist()
+    exported = {r for s in ("stage1", "stage2")
+                for r in pq.read_table(project / "data" / "export" / s / "train.parquet").column("response_id").to_pylist()}
+    raw = [p.read_bytes() for p in built.rglob("*") if p.is_file()]
+    hidden = next(r for r in cand if r not in exported and not any(r.encode() in b for b in raw))
+    monkeypatch.setenv("HF_TOKEN", hidden)
+    assert cli.main(["publish", "owner/x", "--dry-run", str(project / "leak2")]) == 2
+    assert not (project / "leak2").exists()
+
+
+def test_dry_run_never_empties_a_folder_it_did_not_build(project, capsys, monkeypatch):
+    """Only an empty folder, a new one, or an earlier build (its marker file) is replaced; the project, data/
+    and any other folder are refused at once, untouched."""
+    mine = project / "notes"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    monkeypatch.chdir(project)
+    before = sorted(p.name for p in project.iterdir())
+    for target in (str(mine), "data", ".", str(project / "params.yaml")):
+        assert cli.main(["publish", "owner/x", "--dry-run", target]) == 2, target
+        assert "dasd publish: error:" in capsys.readouterr().err
+    assert (mine / "keep.txt").read_text() == "mine" and sorted(p.name for p in project.iterdir()) == before
+    assert (project / "data" / "questions" / "questions.parquet").exists()
+    # an empty folder is built into, and that build is replaced by the next one
+    (project / "empty").mkdir()
+    for _ in range(2):
+        assert cli.main(["publish", "owner/x", "--dry-run", "empty"]) == 0
+        assert (project / "empty" / "README.md").exists() and (project / "empty" / publish.MARKER).exists()
+    assert not [p for p in project.iterdir() if p.name.startswith(".empty.")]  # no temp or old folder left
+
+
 def test_same_inputs_same_bytes(project, built):
     again = project / "hub-again"
     assert cli.main(["publish", "owner/dasd-test", "--dry-run", str(again)]) == 0
@@ -188,7 +224,8 @@ def test_upload_to_a_local_hub_replaces_stale_shards(project):
         assert r.returncode == 0, r.stderr[-3000:]
         folder = project / "data" / "publish"
         repo = hub.repos["dataset:owner/dasd-test"]
-        local = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        local = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+                 if p.is_file() and p.name != publish.MARKER}  # the build marker stays local
         assert repo["private"] and {k: v for k, v in repo["files"].items() if k != ".gitattributes"} == local
         assert "candidates/train-00004-of-00005.parquet" in local
         # the token went to the Hub in every request's header, and nowhere else
@@ -199,7 +236,8 @@ def test_upload_to_a_local_hub_replaces_stale_shards(project):
         params["publish"].update(max_shard_rows=1000)
         r = publish_subprocess(project, hub, params, "owner/dasd-test")
         assert r.returncode == 0, r.stderr[-3000:]
-        local = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        local = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+                 if p.is_file() and p.name != publish.MARKER}  # the build marker stays local
         assert {k: v for k, v in repo["files"].items() if k != ".gitattributes"} == local
         assert sorted(p for p in repo["files"] if p.startswith("candidates/")) == ["candidates/train-00000-of-00001.parquet"]
         assert "deletedFile" in repo["commits"][-1] and ("POST", "/api/repos/create") in hub.requests

@@ -13,7 +13,10 @@ vLLM's `continue_final_message` (fine for templates that render that message as 
 completions endpoint as the rendered prompt + the prefill's token ids (any template, harmony included).
 
 Requests run with bounded concurrency and retry with exponential backoff (and Retry-After) on 429,
-5xx, timeouts and dropped connections. The API key is read from the environment variable named in
+5xx, timeouts, dropped connections and malformed replies (an HTTP 200 that is not JSON, has no
+`choices`, or a null logprob). Each request has a total time budget (`deadline_s`) across its attempts,
+so a hung server costs at most that, not attempts x timeout; the final error is one line naming the
+endpoint and the last failure. The API key is read from the environment variable named in
 params and goes only into the Authorization header: never into logs, errors or outputs.
 """
 from __future__ import annotations
@@ -25,12 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from ..params import StageError
 from .base import Backend, Request, Sample, Sampling
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class BackendError(RuntimeError):
+class BackendError(StageError):
+    """The server could not answer a request (the CLI prints it as one line)."""
+
+
+class MalformedReply(ValueError):
     pass
 
 
@@ -39,13 +47,17 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model, revision=None, *, base_url="http://127.0.0.1:8000/v1", endpoint="chat",
                  api_key_env="OPENAI_API_KEY", concurrency=8, max_retries=6, timeout_s=600.0,
-                 backoff_s=1.0, logprobs_mode="raw_logprobs", served_model_name=None, extra_body=None,
+                 deadline_s=900.0, backoff_s=1.0, logprobs_mode="raw_logprobs", served_model_name=None, extra_body=None,
                  return_token_ids=True, **options):
         super().__init__(model, revision, **options)
         if endpoint not in ("chat", "completions"):
             raise ValueError(f"openai backend: endpoint must be 'chat' or 'completions', not {endpoint!r}")
         self.endpoint, self.concurrency = endpoint, max(1, int(concurrency))
         self.max_retries, self.backoff_s = int(max_retries), float(backoff_s)
+        # one attempt may wait timeout_s for the reply (a long generation sends nothing until it ends);
+        # all attempts of one request together at most deadline_s
+        self.timeout_s, self.deadline_s = float(timeout_s), float(deadline_s)
+        self.base_url = base_url.rstrip("/")
         # what the server returns is the server's setting; params state it so it is recorded
         self.logprobs_mode = logprobs_mode
         self.served = served_model_name or model
@@ -56,25 +68,41 @@ class OpenAIBackend(Backend):
         key = os.environ.get(api_key_env) if api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.client = httpx.Client(base_url=self.base_url, headers=headers,
+                                   timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
 
     # -- one HTTP call with retries ---------------------------------------------------------------
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict, parse):
+        """POST `body`, return `parse(reply JSON)`; retried on transient failures and malformed replies
+        until max_retries or the request's deadline, then one BackendError naming the endpoint."""
+        start, err = time.monotonic(), "no attempt"
         for attempt in range(self.max_retries + 1):
+            left = self.deadline_s - (time.monotonic() - start)
+            if left <= 0:
+                break
+            wait = None
             try:
-                r = self.client.post(path, json=body)
+                r = self.client.post(path, json=body, timeout=httpx.Timeout(min(self.timeout_s, left),
+                                                                          connect=min(10.0, left)))
             except (httpx.TimeoutException, httpx.TransportError) as e:
-                err, wait = f"{type(e).__name__}", None
+                err = f"{type(e).__name__}"
             else:
                 if r.status_code == 200:
-                    return r.json()
-                if r.status_code not in RETRY_STATUS:
-                    raise BackendError(f"{path}: HTTP {r.status_code}: {r.text[:500]}")
-                err, wait = f"HTTP {r.status_code}", _retry_after(r)
+                    try:
+                        return parse(r.json())
+                    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+                        err = f"malformed reply ({type(e).__name__}: {str(e)[:200]})"
+                elif r.status_code not in RETRY_STATUS:
+                    raise BackendError(f"{self.base_url}{path}: HTTP {r.status_code}: {r.text[:300]}")
+                else:
+                    err, wait = f"HTTP {r.status_code}", _retry_after(r)
             if attempt == self.max_retries:
-                raise BackendError(f"{path}: gave up after {attempt + 1} attempts (last: {err})")
-            time.sleep(wait if wait is not None else self.backoff_s * 2 ** attempt * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+                break
+            pause = wait if wait is not None else self.backoff_s * 2 ** attempt * (0.5 + random.random())
+            time.sleep(max(0.0, min(pause, self.deadline_s - (time.monotonic() - start))))
+        raise BackendError(f"{self.base_url}{path}: no answer after {attempt + 1} attempt(s) in "
+                           f"{time.monotonic() - start:.0f} s (last: {err}); check the server, or raise the "
+                           "backend's timeout_s / deadline_s / max_retries")
 
     def _one(self, req: Request, sampling: Sampling) -> list[Sample]:
         common = dict(model=self.served, n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
@@ -84,12 +112,10 @@ class OpenAIBackend(Backend):
             if req.prefill:  # vLLM's extension: render the final assistant message open, go on from it
                 messages = [*messages, {"role": "assistant", "content": req.prefill}]
                 common.update(continue_final_message=True, add_generation_prompt=False)
-            data = self._post("/chat/completions", dict(common, messages=messages, logprobs=True,
-                                                         top_logprobs=0))
-            return [_chat_sample(c) for c in sorted(data["choices"], key=lambda c: c["index"])]
+            return self._post("/chat/completions", dict(common, messages=messages, logprobs=True, top_logprobs=0),
+                              lambda data: _choices(data, sampling.n, _chat_sample))
         body = dict(common, prompt=self.prompt_ids(req.messages, req.prefill), logprobs=0)
-        data = self._post("/completions", body)
-        return [_completion_sample(c) for c in sorted(data["choices"], key=lambda c: c["index"])]
+        return self._post("/completions", body, lambda data: _choices(data, sampling.n, _completion_sample))
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
         with ThreadPoolExecutor(self.concurrency) as pool:
@@ -104,6 +130,18 @@ def _retry_after(r: httpx.Response) -> float | None:
         return min(float(r.headers["retry-after"]), 120.0)
     except (KeyError, ValueError):
         return None
+
+
+def _choices(data: dict, n: int, sample) -> list[Sample]:
+    """The n samples of a reply, in index order; MalformedReply when it is not a complete answer."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or len(choices) != n:
+        raise MalformedReply(f"expected {n} choices, got {'none' if not isinstance(choices, list) else len(choices)}")
+    samples = [sample(c) for c in sorted(choices, key=lambda c: c["index"])]
+    for s in samples:
+        if any(x is None or x != x for x in s.logprobs):
+            raise MalformedReply("a token's logprob is null")
+    return samples
 
 
 def _finish(choice: dict) -> str:
