@@ -265,7 +265,12 @@ def _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt,
     for q in sorted(out.folder.glob("quarantine-*.parquet.q")):
         quarantined += pq.read_table(q).to_pylist()
     # every row failing is an error: the generations and questions already there stay as they were
-    Q.check_quarantine_share("import", rows_in, len(quarantined), 1.0, quarantined[:1])
+    try:
+        Q.check_quarantine_share("import", rows_in, len(quarantined), 1.0, quarantined[:1])
+    except Exception:
+        if out.folder != final:  # nothing worth resuming: the staged shards hold no row
+            shutil.rmtree(out.folder, ignore_errors=True)
+        raise
     if out.folder != final:  # complete: the new generations take the old ones' place
         lock = tables.OutputLock.acquire(final)
         try:

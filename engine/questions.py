@@ -268,8 +268,8 @@ def check_quarantine_share(stage: str, rows: int, quarantined: int, limit: float
     if rows and (quarantined == rows or quarantined / rows > limit):
         e = first[0] if first else {}
         where = f"{e.get('file')}:{e.get('line')}" + (f" field {e['field']!r}" if e.get("field") else "")
-        raise StageError(f"{quarantined} of {rows} rows failed ({where}: {e.get('reason')}); nothing was written "
-                         "and the earlier output stays. Check the source's `fields` mapping" +
+        raise StageError(f"{quarantined} of {rows} rows failed, the first {where}: {e.get('reason')}; nothing was "
+                         "written and the earlier output stays. Check the input and its `fields` mapping" +
                          ("" if quarantined == rows else f", or raise max_quarantined (now {limit})"))
 
 

@@ -1,7 +1,9 @@
 """Every backend on a real tiny model: the stored logprobs are the model's own, token by token."""
 from __future__ import annotations
 
+import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -116,33 +118,46 @@ def test_openai_chat_bytes_mode_agrees_with_token_ids(mini, prompts, vllm_server
 
 
 class FlakyProxy:
-    """A local HTTP proxy in front of the real server that fails the first `failures` requests with
-    the given status, and records the Authorization headers it saw."""
+    """A local HTTP proxy in front of the real server that fails the first `failures` requests, and
+    records the Authorization headers it saw. `fault`: an HTTP status, or a broken HTTP 200 ("not_json",
+    "no_choices", "null_logprob": the real reply with one logprob nulled), or "hang" (no answer)."""
 
-    def __init__(self, target: str, failures: int, status: int = 503):
+    def __init__(self, target: str, failures: int, status: int = 503, fault=None):
         proxy = self
         self.target, self.failures, self.status, self.seen_auth, self.calls = target, failures, status, [], 0
+        self.fault = fault
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
 
+            def reply(self, status: int, content: bytes):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", "0")
+                self.end_headers()
+                self.wfile.write(content)
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 proxy.calls += 1
                 proxy.seen_auth.append(self.headers.get("Authorization"))
-                if proxy.calls <= proxy.failures:
-                    self.send_response(proxy.status)
-                    self.send_header("Retry-After", "0")
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "try later"}')
+                failing = proxy.calls <= proxy.failures
+                if failing and proxy.fault == "hang":
+                    time.sleep(30)
                     return
+                if failing and proxy.fault in ("not_json", "no_choices"):
+                    return self.reply(200, b"<html>proxy error</html>" if proxy.fault == "not_json" else b'{"id": "x"}')
+                if failing and proxy.fault is None:
+                    return self.reply(proxy.status, b'{"error": "try later"}')
                 r = httpx.post(proxy.target + self.path.removeprefix("/v1"), content=body,
                                headers={"Content-Type": "application/json"}, timeout=120)
-                self.send_response(r.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(r.content)
+                content = r.content
+                if failing and proxy.fault == "null_logprob":
+                    data = r.json()
+                    data["choices"][0]["logprobs"]["content"][0]["logprob"] = None
+                    content = json.dumps(data).encode()
+                self.reply(r.status_code, content)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -167,7 +182,8 @@ def test_openai_retries_and_key_handling(mini, prompts, vllm_server, monkeypatch
         proxy.failures, proxy.calls = 10, 0
         with pytest.raises(BackendError) as err:
             b.generate([Request("a", prompts[0], seed=1)], SAMPLING)
-        assert "gave up after 4 attempts" in str(err.value) and secret not in str(err.value)
+        assert "no answer after 4 attempt(s)" in str(err.value) and secret not in str(err.value)
+        assert proxy.url in str(err.value) and "HTTP 429" in str(err.value)  # the endpoint and the last error
         assert proxy.calls == 4
         # a client error is not retried
         proxy.failures, proxy.calls, proxy.status = 10, 0, 400
@@ -178,3 +194,32 @@ def test_openai_retries_and_key_handling(mini, prompts, vllm_server, monkeypatch
         proxy.close()
     captured = capsys.readouterr()
     assert secret not in captured.out + captured.err
+
+
+@pytest.mark.slow
+def test_openai_malformed_replies_are_retried_and_a_hung_server_is_bounded(mini, prompts, vllm_server):
+    req = [Request("a", prompts[0], seed=3)]
+    direct = make_backend("openai", str(mini["teacher"]), base_url=vllm_server, served_model_name="tiny")
+    expected = direct.generate(req, SAMPLING)[0]
+    for fault in ("not_json", "no_choices", "null_logprob"):
+        proxy = FlakyProxy(vllm_server, failures=2, fault=fault)
+        try:
+            b = make_backend("openai", str(mini["teacher"]), base_url=proxy.url, served_model_name="tiny",
+                             backoff_s=0.01, max_retries=3)
+            got = b.generate(req, SAMPLING)[0]
+            assert proxy.calls == 3, fault
+            assert [s.token_ids for s in got] == [s.token_ids for s in expected], fault
+        finally:
+            proxy.close()
+    # a server that accepts and never answers: one request costs deadline_s, not attempts x timeout_s
+    proxy = FlakyProxy(vllm_server, failures=100, fault="hang")
+    try:
+        b = make_backend("openai", str(mini["teacher"]), base_url=proxy.url, served_model_name="tiny",
+                         timeout_s=1, deadline_s=2.5, backoff_s=0.01, max_retries=6)
+        start = time.monotonic()
+        with pytest.raises(BackendError) as err:
+            b.generate(req, SAMPLING)
+        assert time.monotonic() - start < 5
+        assert f"{proxy.url}/chat/completions: no answer" in str(err.value) and "ReadTimeout" in str(err.value)
+    finally:
+        proxy.close()

@@ -45,3 +45,29 @@ def test_bad_input_is_one_clear_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     r = dasd(tmp_path, "generate")
     assert r.returncode == 2 and "unknown key(s) ['nn']" in r.stderr
+
+
+def test_sql_reads_and_never_writes(tmp_path):
+    """`dasd sql` queries the stage outputs; COPY, ATTACH, SET and reads outside data/ are refused with one
+    line, and the tables are as they were."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("{}\n")
+    table = tmp_path / "data" / "questions" / "questions.parquet"
+    table.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"question_id": ["a", "b"], "domain": ["math", "code"]}), table)
+    before = table.read_bytes()
+    r = dasd(tmp_path, "sql", "SELECT domain, count(*) AS n FROM questions GROUP BY 1 ORDER BY 1", "--format", "csv")
+    assert r.returncode == 0 and r.stdout.splitlines() == ['"domain","n"', '"code",1', '"math",1']
+    for query, says in ((f"COPY (SELECT 1 AS x) TO '{table}'", "COPY statements are not run"),
+                        ("COPY (SELECT 1 AS x) TO 'data/questions/questions.parquet'", "COPY statements are not run"),
+                        (f"ATTACH '{tmp_path / 'x.db'}'", "ATTACH statements are not run"),
+                        ("SET enable_external_access = true", "SET statements are not run"),
+                        ("SELECT 1; COPY questions TO 'out.csv'", "COPY statements are not run"),
+                        ("SELECT * FROM read_text('/etc/hostname')", "Permission Error"),
+                        ("SELECT * FROM nope", "Catalog Error")):
+        r = dasd(tmp_path, "sql", query)
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (query, r.stderr)
+    assert table.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["data", "dvc.yaml", "params.yaml"]

@@ -133,3 +133,45 @@ def test_bad_rows_are_quarantined_with_file_line_and_field(project, harmony_teac
     # with --on-error raise the first bad row stops the import with one line naming it
     assert cli.main(["import", str(sft), "--logprobs", str(lp), "--tokenizer", str(harmony_teacher),
                      "--on-error", "raise", "--no-progress"]) == 2
+
+
+def test_a_failing_import_leaves_the_earlier_tables_as_they_were(project, harmony_teacher, capsys):
+    """New generations are written beside the old ones and take their place only when the import is
+    complete and imported something; the questions table changes only then too."""
+    import pyarrow as pa
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(harmony_teacher)
+    rows = harmony_rows()
+    sft, lp = write_release(project / "good", rows[:3], tok)
+    import_cli(project, sft, lp, harmony_teacher)
+    gen = project / "data" / "generations" / "T=1.0"
+
+    def snapshot():
+        return {p.relative_to(project / "data"): p.read_bytes() for p in (project / "data").rglob("*")
+                if p.is_file() and not {"quarantine", ".import"} & set(p.parts)}  # the tables, not the staging
+
+    before = snapshot()
+    # every row of another release fails (logprobs that are no log probabilities): an error, nothing changes
+    sft2, lp2 = write_release(project / "bad", rows[3:7], tok)
+    table = pq.read_table(lp2 / "train-00000-of-00001.parquet").to_pylist()
+    for r in table:
+        r["logprobs"] = [0.5] * len(r["logprobs"])
+    pq.write_table(pa.Table.from_pylist(table), lp2 / "train-00000-of-00001.parquet")
+    capsys.readouterr()
+    assert cli.main(["import", str(sft2), "--logprobs", str(lp2), "--tokenizer", str(harmony_teacher),
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("dasd import: error:")]
+    assert len(line) == 1 and "4 of 4 rows failed" in line[0] and "is not a log probability" in line[0]
+    assert snapshot() == before
+    # with --on-error raise the first bad row stops it, the same way
+    assert cli.main(["import", str(sft2), "--logprobs", str(lp2), "--tokenizer", str(harmony_teacher),
+                     "--on-error", "raise", "--no-progress"]) == 2
+    assert snapshot() == before
+    # a good import of that other release replaces the generations whole, and adds its questions
+    sft3, lp3 = write_release(project / "good2", rows[3:7], tok)
+    import_cli(project, sft3, lp3, harmony_teacher)
+    ids = {r["question_id"] for r in tables.read_table(gen).to_pylist()}
+    assert len(ids) == len({r["input"] for r in rows[3:7]}) and tables.read_table(project / "data" / "questions").num_rows == len({r["input"] for r in rows[:7]})
+    assert not list((project / "data").glob(".import/*/part-*.parquet"))  # the staged import moved into place

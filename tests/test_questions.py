@@ -136,3 +136,48 @@ def test_params_errors_are_clear(tmp_path):
         run(tmp_path, [dict(name="x", path="a.jsonl", domain="maths", fields={"question": "q"})])
     with pytest.raises(questions.InputError, match="file not found"):
         run(tmp_path, [dict(name="x", path="nope.jsonl", domain="math", fields={"question": "q"})])
+
+
+def test_values_that_are_not_text_are_errors_not_conversions(tmp_path):
+    """Parquet keeps types: an int, a bool, NaN or bytes where the question belongs is no question
+    (`b'What is 1+1?'` must not become a prompt). A U+FFFD that the data really holds is kept."""
+    rows = [{"question": "A real question with a \ufffd in it", "answer": "1"},
+            {"question": 7, "answer": "2"}, {"question": True, "answer": "3"}, {"question": float("nan"), "answer": "4"},
+            {"question": b"What is 1+1?", "answer": "5"}, {"question": "Answer is a bool", "answer": False},
+            {"question": "Numeric answer", "answer": 42}]
+    # one Parquet file per row, since a column has one type: each its own source
+    sources = []
+    for k, r in enumerate(rows):
+        pq.write_table(pa.Table.from_pylist([r]), tmp_path / f"row{k}.parquet")
+        sources.append(dict(name=f"r{k}", path=str(tmp_path / f"row{k}.parquet"), domain="math",
+                            fields={"question": "question", "answer": "answer"}))
+    report, out, quarantine = run(tmp_path, sources, on_error="quarantine")
+    reasons = {q["source"]: q["reason"] for q in quarantine.to_pylist()}
+    assert reasons == {"r1": "expected text, got int 7", "r2": "expected text, got bool True",
+                       "r3": "expected text, got float nan", "r4": "expected text, got bytes b'What is 1+1?'",
+                       "r5": "expected text or a number, got bool False"}
+    kept = {m[-1]["content"]: a for m, a in zip(out.column("messages").to_pylist(),
+                                                 out.column("reference_answer").to_pylist())}
+    assert kept == {"A real question with a \ufffd in it": "1", "Numeric answer": "42"}
+
+
+def test_a_source_whose_every_row_fails_is_an_error_and_keeps_the_old_table(tmp_path):
+    good = tmp_path / "q.jsonl"
+    good.write_text('{"question": "What is 2+2?", "answer": "4"}\n{"question": "What is 3+3?", "answer": "6"}\n')
+    src = dict(name="q", path=str(good), domain="math", fields={"question": "question", "answer": "answer"})
+    run(tmp_path, [src], on_error="quarantine")
+    before = (tmp_path / "out" / "questions.parquet").read_bytes()
+    from engine.params import StageError
+
+    wrong = dict(src, fields={"question": "prompt", "answer": "answer"})  # a mapping to no column
+    with pytest.raises(StageError, match=r"2 of 2 rows failed, the first .*q.jsonl:1 field 'prompt': missing"):
+        run(tmp_path, [wrong], on_error="quarantine")
+    assert (tmp_path / "out" / "questions.parquet").read_bytes() == before
+    # a configured share: more than half of the rows failing stops it too
+    half = tmp_path / "half.jsonl"
+    half.write_text('{"question": "What is 2+2?"}\n{"question": ""}\n{"question": " "}\n')
+    qp = QuestionsParams(sources=[dict(src, path=str(half), fields={"question": "question"})], on_error="quarantine",
+                         max_quarantined=0.5)
+    with pytest.raises(StageError, match="raise max_quarantined"):
+        questions.run(qp, SYSTEM, tmp_path, tmp_path / "out", tmp_path / "quarantine.parquet", tmp_path / "r.json")
+    assert (tmp_path / "out" / "questions.parquet").read_bytes() == before

@@ -107,3 +107,27 @@ def test_types_at_the_beta_edges_and_unaligned(tmp_path):
     # a larger margin turns the first two into shared
     _, out = run(tmp_path, gen_table(g), score_table(s), beta=0.15)
     assert [o["type"] for o in out] == ["shared", "shared", "shared", "unaligned"]
+
+
+def test_a_run_that_fails_midway_leaves_the_old_sentences(tmp_path):
+    """New shards are written beside the old ones and swapped in at the end: a run that fails after some
+    of its shards are on disk (here: scores that stop matching the generations in the third batch)
+    leaves the earlier output whole, and no half-written folder."""
+    text = "First sentence here. Second sentence here."
+    spans = split(text)
+    g = [dict(response_id=f"r{k}", question_id=f"q{k}", temperature=1.0, text=text, token_ids=[1, 2],
+              token_logprobs=[-0.1, -0.2], token_starts=[a for a, _ in spans], token_ends=[b for _, b in spans])
+         for k in range(6)]
+    s = [dict(response_id=f"r{k}", token_ids=[1, 2], student_logprobs=[-0.3, -0.1], student_ranks=[1, 1],
+              token_starts=[a for a, _ in spans], token_ends=[b for _, b in spans]) for k in range(6)]
+    write(gen_table(g), tmp_path / "g")
+    write(score_table(s), tmp_path / "s")
+    args = (SentencesParams(), 1.0, tmp_path / "g", tmp_path / "s", tmp_path / "out", tmp_path / "m.json")
+    sentences.run(*args, batch_rows=2)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert len(before) == 3
+    write(score_table(s[:4] + [dict(s[4], response_id="other"), s[5]]), tmp_path / "s")
+    with pytest.raises(ValueError, match="not in the generations' order"):
+        sentences.run(*args, batch_rows=2)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "m.json", "out", "s"]  # no temp folder, no lock
