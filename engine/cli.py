@@ -41,8 +41,11 @@ query any stage's output:
 
 
 def _ctx(args):
+    from . import numerics
+
     root = P.project_root()
     params = P.load(Path(args.params) if args.params else root / "params.yaml")
+    numerics.pin_for(params)  # before any stage loads torch: the default profile's bits, whatever the machine
     return root, params
 
 

@@ -53,6 +53,32 @@ def response_rows(question_ids, samples, seeds, temperature, teacher: ModelParam
                                  teacher, backend.name, backend.logprobs_mode)
 
 
+def fitting(backend, reqs: list[Request]) -> tuple[list[Request], list[tuple[Request, int, int]]]:
+    """The requests whose prompt leaves room for an answer within the backend's context length, and the
+    others as (request, prompt tokens, context length)."""
+    limit = backend.context_length()
+    if not limit:
+        return reqs, []
+    fit, too_long = [], []
+    for r in reqs:
+        n = len(backend.prompt_ids(r.messages, r.prefill))
+        (fit.append(r) if n < limit else too_long.append((r, n, limit)))
+    return fit, too_long
+
+
+def write_rejections(out: tables.ShardedOutput, shard: int, too_long, temperature: float, n: int, backend) -> None:
+    """One `prompt_too_long` rejection row per sample a too-long question would have had (so responses +
+    rejections = questions x n), beside the shard as `rejections-<shard>.parquet.r` (the suffix keeps it
+    out of the generations' *.parquet; the `rejections` view of `dasd sql` reads it)."""
+    if not too_long:
+        return
+    rows = [dict(response_id=tables.content_hash(r.key, f"{temperature:g}", k, r.seed), stage="generate",
+                 rule="prompt_too_long", value=float(tokens), threshold=float(limit),
+                 detail=f"question {r.key}: {tokens} prompt tokens, context length {limit} ({backend.name})")
+            for r, tokens, limit in too_long for k in range(n)]
+    out.write_side(shard, "rejections", pa.Table.from_pylist(rows, schema=tables.REJECTIONS))
+
+
 def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_dir: Path, out_dir: Path,
         metrics_path: Path, backend=None, progress: bool = True) -> dict:
     questions = tables.read_table(questions_dir, columns=["question_id", "messages"])
@@ -65,7 +91,10 @@ def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_
 
     def work(backend, rows):
         reqs = [Request(ids[i], msgs[i], question_seed(gp.seed, ids[i], temperature)) for i in rows]
-        samples = backend.generate(reqs, sampling)
+        reqs, too_long = fitting(backend, reqs)
+        # the shard's rejections land before the shard itself: a shard on disk has its rejections too
+        write_rejections(out, rows.start // gp.shard_questions, too_long, temperature, gp.n, backend)
+        samples = backend.generate(reqs, sampling) if reqs else []
         table = pa.Table.from_pylist(list(response_rows(
             [r.key for r in reqs], samples, [r.seed for r in reqs], temperature, teacher, backend,
             backend.tokenizer)), schema=tables.GENERATIONS)
@@ -89,7 +118,10 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
                count(*) FILTER (finish_reason = 'tool_call'), avg(len(token_logprobs)),
                avg(list_avg(token_logprobs))
         FROM read_parquet('{path}')""").fetchall()[0]
+    rejected = con.execute(f"""SELECT count(*) FROM read_parquet('{sql.quote_path(Path(out_dir) / "rejections-*.parquet.r")}')"""
+                           ).fetchall()[0][0] if list(Path(out_dir).glob("rejections-*.parquet.r")) else 0
     report = {"temperature": temperature, "responses": row[0], "questions": row[1], "teacher_tokens": row[2],
+              "rejected": {"prompt_too_long": rejected},
               "finish_reason": {"stop": row[3], "length": row[4], "tool_call": row[5]},
               "mean_response_tokens": row[6], "mean_token_logprob": row[7]}
     tables.write_json(report, metrics_path)

@@ -243,10 +243,9 @@ def _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt,
             qid = staged["question_id"]
             out_rows.append(generation_row(r, tables.content_hash("import", key or f"{label}:{line}"), qid, t, index,
                                            None, teacher, "import", ip.logprobs_mode))
+        # the shard's quarantine rows are written just before it, so a resumed run counts them once
+        out.write_side(k, "quarantine", pa.Table.from_pylist(shard_quarantine, schema=tables.QUARANTINE))
         out.write_shard(k, pa.Table.from_pylist(out_rows, schema=tables.GENERATIONS))
-        # the shard's quarantine rows are written with it, so a resumed run counts them once
-        tables.write_parquet(pa.Table.from_pylist(shard_quarantine, schema=tables.QUARANTINE),
-                             out.folder / f"quarantine-{k:05d}.parquet.q")
 
     for line, staged, raw in _stream(src, root, system_prompt):
         rows_in += 1

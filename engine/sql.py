@@ -23,7 +23,7 @@ VIEWS = {
     "dedup_clusters": "dedup/*/clusters.parquet",
     "dedup_kept": "dedup/*/kept.parquet",
     # every stage that removes responses: per temperature (filter, dedup) or not (truncate, mixed_filter)
-    "rejections": ["*/*/rejections.parquet", "*/rejections.parquet"],
+    "rejections": ["*/*/rejections.parquet", "*/rejections.parquet", "generations/*/rejections-*.parquet.r"],
     "selected": "select/*/selected.parquet",
     "exports": "export/*/train.parquet",
     "rollouts": "rollout/*.parquet",

@@ -450,7 +450,7 @@ class ShardedOutput:
     MANIFEST = "manifest.json"
     RECORDS = "shards.json"
     # what the engine writes here, and so all it ever removes (quarantine-*.q: import's per-shard rows)
-    OWN = ("part-*.parquet", MANIFEST, RECORDS, "quarantine-*.parquet.q", ".*.tmp-*")
+    OWN = ("part-*.parquet", MANIFEST, RECORDS, "quarantine-*.parquet.q", "rejections-*.parquet.r", ".*.tmp-*")
 
     def __init__(self, folder: Path, manifest: dict):
         self.folder = Path(folder)
@@ -527,6 +527,13 @@ class ShardedOutput:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.manifest, self.folder / self.MANIFEST)
         self.records, self.stale = {}, False
+
+    def write_side(self, index: int, name: str, table: pa.Table) -> None:
+        """Rows that belong with shard `index` but not in it (its rejections, its quarantine), written before
+        the shard: `<name>-<index>.parquet.<n>`, the suffix keeping them out of the shards' *.parquet."""
+        if self.stale:
+            self._clear()
+        write_parquet(table, self.folder / f"{name}-{index:05d}.parquet.{name[0]}")
 
     def write_shard(self, index: int, table: pa.Table) -> None:
         if self.stale:

@@ -182,3 +182,19 @@ def test_existing_output_survives_typos_a_second_writer_and_damage(tmp_path, min
     assert r.returncode == 0 and "part-00001.parquet: damaged shard" in r.stderr, r.stderr
     assert load(root) == expected and damaged.read_bytes() == shards["part-00001.parquet"]
     assert not list((root / "data" / "generations").glob(".*.lock"))  # the lock goes with its run
+
+
+def test_a_question_too_long_for_the_model_is_a_rejection_row_and_the_rest_goes_on(tmp_path, mini):
+    root = make_project(tmp_path, mini, 3)
+    with open(root / "q.jsonl", "a") as f:  # ~2,400 words: far past the tiny teacher's 1,024 positions
+        f.write(json.dumps({"id": "long", "question": "Count the fruit: " + "apple banana pear " * 800, "answer": "0"}) + "\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    questions.run(QuestionsParams(**params["questions"]), SYSTEM, root, root / "data" / "questions",
+                  root / "data" / "quarantine" / "questions.parquet", root / "metrics" / "questions.json")
+    r = dasd_rc(root, "generate", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((root / "metrics" / "generate" / "T=1.0.json").read_text())
+    assert m["responses"] == 6 and m["questions"] == 3 and m["rejected"] == {"prompt_too_long": 2}  # 4 x n=2 in all
+    rows = dasd_rc(root, "sql", "SELECT stage, rule, threshold, count(*) AS n FROM rejections GROUP BY ALL",
+                   "--format", "csv").stdout.splitlines()
+    assert rows[1:] == ['"generate","prompt_too_long",1024,2']

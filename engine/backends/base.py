@@ -90,6 +90,12 @@ class Backend(ABC):
     def prefill_ids(self, prefill: str | None) -> list[int]:
         return self.tokenizer.encode(prefill, add_special_tokens=False) if prefill else []
 
+    def context_length(self) -> int | None:
+        """The most tokens one sequence (prompt + completion) may hold, None when unknown. A prompt of this
+        many tokens or more cannot be answered: `generate` turns it into a rejection row (prompt_too_long)
+        instead of letting it fail the whole batch."""
+        return None
+
     @abstractmethod
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
         """n samples per request, in request order."""

@@ -48,7 +48,7 @@ class OpenAIBackend(Backend):
     def __init__(self, model, revision=None, *, base_url="http://127.0.0.1:8000/v1", endpoint="chat",
                  api_key_env="OPENAI_API_KEY", concurrency=8, max_retries=6, timeout_s=600.0,
                  deadline_s=900.0, backoff_s=1.0, logprobs_mode="raw_logprobs", served_model_name=None, extra_body=None,
-                 return_token_ids=True, **options):
+                 return_token_ids=True, max_model_len=None, **options):
         super().__init__(model, revision, **options)
         if endpoint not in ("chat", "completions"):
             raise ValueError(f"openai backend: endpoint must be 'chat' or 'completions', not {endpoint!r}")
@@ -61,6 +61,9 @@ class OpenAIBackend(Backend):
         # what the server returns is the server's setting; params state it so it is recorded
         self.logprobs_mode = logprobs_mode
         self.served = served_model_name or model
+        # the server's context length, when stated: prompts that do not fit become rejection rows (the
+        # prompt is measured with the local tokenizer) instead of an HTTP 400 that stops the stage
+        self.max_model_len = int(max_model_len) if max_model_len else None
         self.extra_body = dict(extra_body or {})
         if return_token_ids:
             self.extra_body["return_tokens_as_token_ids"] = True
@@ -116,6 +119,9 @@ class OpenAIBackend(Backend):
                               lambda data: _choices(data, sampling.n, _chat_sample))
         body = dict(common, prompt=self.prompt_ids(req.messages, req.prefill), logprobs=0)
         return self._post("/completions", body, lambda data: _choices(data, sampling.n, _completion_sample))
+
+    def context_length(self) -> int | None:
+        return self.max_model_len
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
         with ThreadPoolExecutor(self.concurrency) as pool:

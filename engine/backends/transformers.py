@@ -23,6 +23,9 @@ class TransformersBackend(Backend):
         self.lm.to(device).eval()
         self.stop_ids = set(stop_token_ids or []) | {self.tokenizer.eos_token_id}
 
+    def context_length(self) -> int | None:
+        return getattr(self.lm.config, "max_position_embeddings", None)
+
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
         torch = self.torch
         results = []

@@ -31,6 +31,9 @@ class VllmBackend(Backend):
         self.llm = LLM(**{k: v for k, v in args.items() if v is not None})
         self._tokenizer = self.llm.get_tokenizer()
 
+    def context_length(self) -> int | None:
+        return self.llm.model_config.max_model_len
+
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
         from vllm import SamplingParams, TokensPrompt
 
