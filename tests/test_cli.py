@@ -71,3 +71,14 @@ def test_sql_reads_and_never_writes(tmp_path):
         r = dasd(tmp_path, "sql", query)
         assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (query, r.stderr)
     assert table.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["data", "dvc.yaml", "params.yaml"]
+
+
+def test_make_repro_is_offline_for_the_default_profile_only():
+    """The miniature needs no Hub, so `make repro` runs it offline; PROFILE=paper must reach the Hub."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+
+    def offline(*args) -> bool:
+        r = subprocess.run(["make", "-pn", "repro", *args], cwd=REPO, env=env, capture_output=True, text=True)
+        return any(line.replace(" ", "") == "HF_HUB_OFFLINE=1" for line in r.stdout.splitlines())
+
+    assert offline() and not offline("PROFILE=paper")
