@@ -35,7 +35,7 @@ from . import questions as Q
 from . import responses, tables
 from .backends import Sample
 from .generate import generation_row, write_report
-from .params import ModelParams, ParamsError, QuestionsParams, folder_fingerprint, temperature_dir
+from .params import ModelParams, ParamsError, QuestionsParams, StageError, folder_fingerprint, temperature_dir
 
 
 @dataclass
@@ -266,7 +266,7 @@ def _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt,
     # every row failing is an error: the generations and questions already there stay as they were
     try:
         Q.check_quarantine_share("import", rows_in, len(quarantined), 1.0, quarantined[:1])
-    except Exception:
+    except StageError:
         if out.folder != final:  # nothing worth resuming: the staged shards hold no row
             shutil.rmtree(out.folder, ignore_errors=True)
         raise

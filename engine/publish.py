@@ -212,6 +212,21 @@ def assert_no_secrets(folder: Path) -> None:
                 raise StageError(f"{path}: holds the value of a secret environment variable; refusing to publish")
 
 
+BUILD_FILE = re.compile(r"README\.md|" + re.escape(PLOT) + r"|[\w.-]+/train-\d{5}-of-\d{5}\.parquet")
+
+
+def _is_build(folder: Path) -> bool:
+    """An earlier `dasd publish` build: it holds MARKER, or (built before the marker existed) nothing but a
+    dataset card with configs, shards in the Hub layout and the plot."""
+    if (folder / MARKER).is_file():
+        return True
+    files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
+    card = folder / "README.md"
+    text = card.read_text(errors="replace") if card.is_file() else ""
+    return (text.startswith("---") and "configs:" in text and any(f.endswith(".parquet") for f in files)
+            and all(BUILD_FILE.fullmatch(f) for f in files))
+
+
 def check_target(out_dir: Path, root: Path) -> None:
     """`out_dir` is replaced whole: only when it is empty, missing, or an earlier build (it holds MARKER)."""
     out_dir = Path(out_dir)
@@ -222,7 +237,7 @@ def check_target(out_dir: Path, root: Path) -> None:
     inside = out_dir.resolve()
     if inside == Path(root).resolve() or inside in Path(root).resolve().parents:
         raise StageError(f"{out_dir}: is the project folder (or holds it); choose an empty or new folder")
-    if any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+    if any(out_dir.iterdir()) and not _is_build(out_dir):
         raise StageError(f"{out_dir}: not empty and not an earlier `dasd publish` build (no {MARKER} file); "
                          "choose an empty or new folder: nothing was changed")
 

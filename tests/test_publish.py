@@ -182,6 +182,13 @@ def test_dry_run_never_empties_a_folder_it_did_not_build(project, capsys, monkey
         assert cli.main(["publish", "owner/x", "--dry-run", "empty"]) == 0
         assert (project / "empty" / "README.md").exists() and (project / "empty" / publish.MARKER).exists()
     assert not [p for p in project.iterdir() if p.name.startswith(".empty.")]  # no temp or old folder left
+    # a build made before the marker existed is recognised by its layout; one extra file of the user's is not
+    (project / "empty" / publish.MARKER).unlink()
+    assert cli.main(["publish", "owner/x", "--dry-run", "empty"]) == 0
+    (project / "empty" / publish.MARKER).unlink()
+    (project / "empty" / "notes.txt").write_text("mine")
+    assert cli.main(["publish", "owner/x", "--dry-run", "empty"]) == 2
+    assert (project / "empty" / "notes.txt").read_text() == "mine"
 
 
 def test_same_inputs_same_bytes(project, built):
