@@ -16,8 +16,8 @@ Rules (each `value > threshold` rejects):
 - dup_{5..10}gram_char_frac: characters covered by word n-grams that occur more than once;
 - runaway_repeats: the most consecutive repeats of one substring of 10-200 characters (loops);
 - wrong_answer (off by default, as in the paper; `rules: {wrong_answer: 0}` turns it on): for math
-  questions with a reference answer, 1 when `math-verify` cannot match the final answer (after
-  `</think>`) to the reference; other questions measure 0.
+  questions with a reference answer, 1 unless the final answer (the last `\\boxed{}` after `</think>`;
+  none without `</think>`) equals the reference by math-verify (engine/answers.py); other questions 0.
 """
 from __future__ import annotations
 
@@ -115,12 +115,10 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
 
 
 def wrong_answer(text: str, reference: str) -> int:
-    """1 unless math-verify matches the final answer (after </think>) to the reference answer."""
-    from math_verify import parse, verify
+    """1 unless the final answer (after </think>) is the reference answer (engine/answers.py)."""
+    from .answers import math_correct
 
-    answer = text.split(THINK_CLOSE, 1)[1] if THINK_CLOSE in text else text
-    gold = parse(reference if "$" in reference or "\\" in reference else f"${reference}$")
-    return int(not (gold and verify(gold, parse(answer))))
+    return int(not math_correct(text, reference))
 
 
 def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dict[str, tuple] | None = None) -> pa.Table:

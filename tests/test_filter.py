@@ -91,9 +91,12 @@ def test_wrong_answer_rule_is_off_by_default_and_agrees_with_graded_traces():
     assert on.thresholds()["wrong_answer"] == 0
     assert F.wrong_answer(GOOD, "14") == 0 and F.wrong_answer(GOOD, "15") == 1
     assert F.wrong_answer("<think>\nhalf\n</think>\n\n$\\boxed{0.5}$", "\\frac{1}{2}") == 0
-    # real graded samples (Qwen2.5-Math, each with the benchmark's verdict): math-verify agrees on most
+    assert F.wrong_answer("<think>\nthe answer is 14\n", "14") == 1  # reasoning never closed: no answer
+    # real graded samples (Qwen2.5-Math, each with the benchmark's verdict; chain of thought without think
+    # tags, so given as the final section): the checker agrees on most
     rows = [json.loads(line) for line in open(shared("traces", "traces_qwen25math_cot_rm_example.jsonl"))][:120]
-    agree = sum(F.wrong_answer(r["response"], r["reference_answer"]) == (0 if r["score"] else 1) for r in rows)
+    agree = sum(F.wrong_answer("<think>\n</think>\n\n" + r["response"], r["reference_answer"]) == (0 if r["score"] else 1)
+                for r in rows)
     assert agree >= 0.9 * len(rows)
 
 
