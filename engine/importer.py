@@ -265,7 +265,7 @@ def _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt,
         quarantined += pq.read_table(q).to_pylist()
     # every row failing is an error: the generations and questions already there stay as they were
     try:
-        Q.check_quarantine_share("import", rows_in, len(quarantined), 1.0, quarantined[:1])
+        Q.check_quarantine_share(rows_in, len(quarantined), 1.0, quarantined[:1])
     except StageError:
         if out.folder != final:  # nothing worth resuming: the staged shards hold no row
             shutil.rmtree(out.folder, ignore_errors=True)

@@ -260,7 +260,7 @@ def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str 
                 license=src.license, metadata=json.dumps(meta, sort_keys=True, default=str, ensure_ascii=False))
 
 
-def check_quarantine_share(stage: str, rows: int, quarantined: int, limit: float, first: list[dict]) -> None:
+def check_quarantine_share(rows: int, quarantined: int, limit: float, first: list[dict]) -> None:
     """A stage that would quarantine every row (a wrong `fields` mapping, the wrong file) or more than
     `limit` of them stops before writing anything: the output it had stays as it was."""
     from .params import StageError
@@ -301,7 +301,7 @@ def run(qp: QuestionsParams, system_prompt: str | None, root: Path, out_dir: Pat
             staged.append(rec)
             counts["staged"] += 1
 
-    check_quarantine_share("questions", sum(c["rows"] for c in per_source.values()), len(quarantined),
+    check_quarantine_share(sum(c["rows"] for c in per_source.values()), len(quarantined),
                            qp.max_quarantined, quarantined[:1])
     con = sql.connect()
     con.register("questions_staged", pa.Table.from_pylist(staged, schema=STAGED))
