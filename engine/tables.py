@@ -396,13 +396,23 @@ class OutputLock:
         self._held.pop(self.folder, None)
 
 
+# what stages write into their output folders: all that replacing an output ever drops
+ENGINE_FILES = ("*.parquet", "*.parquet.q", "*.parquet.r", "manifest.json", "shards.json", ".*.tmp-*")
+
+
 def swap_in(new: Path, folder: Path) -> None:
     """`new` (a finished output written beside `folder`) takes `folder`'s place: two renames on one file
-    system, then the old output is removed. Readers see the old folder or the new one."""
+    system, then the old output is removed. Readers see the old folder or the new one. Anything in the
+    old folder that the engine does not write (a user's notes, say) is moved into the new one first."""
+    import fnmatch
+
     new, folder = Path(new), Path(folder)
     old = folder.parent / f".{folder.name}.old-{os.getpid()}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists():
+        for p in folder.iterdir():
+            if not any(fnmatch.fnmatch(p.name, pattern) for pattern in ENGINE_FILES) and not (new / p.name).exists():
+                os.replace(p, new / p.name)
         os.replace(folder, old)
     os.replace(new, folder)
     shutil.rmtree(old, ignore_errors=True)
@@ -449,7 +459,8 @@ class ShardedOutput:
 
     MANIFEST = "manifest.json"
     RECORDS = "shards.json"
-    # what the engine writes here, and so all it ever removes (quarantine-*.q: import's per-shard rows)
+    # what the engine writes here, and so all it ever removes (quarantine-*.q, rejections-*.r: rows that
+    # belong with a shard, see write_side)
     OWN = ("part-*.parquet", MANIFEST, RECORDS, "quarantine-*.parquet.q", "rejections-*.parquet.r", ".*.tmp-*")
 
     def __init__(self, folder: Path, manifest: dict):

@@ -131,3 +131,10 @@ def test_a_run_that_fails_midway_leaves_the_old_sentences(tmp_path):
         sentences.run(*args, batch_rows=2)
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "m.json", "out", "s"]  # no temp folder, no lock
+    # a good run replaces the engine's shards (one fewer now) and keeps what the engine did not write
+    (tmp_path / "out" / "NOTES.md").write_text("mine")
+    write(score_table(s[:4]), tmp_path / "s")
+    write(gen_table(g[:4]), tmp_path / "g")
+    sentences.run(*args, batch_rows=2)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["NOTES.md", "part-00000.parquet", "part-00001.parquet"]
+    assert (tmp_path / "out" / "NOTES.md").read_text() == "mine"
