@@ -25,7 +25,7 @@ from . import responses, tables
 from .backends import Request, Sampling, make_backend
 from .generate import question_seed
 from .jobs import run_shards
-from .params import ModelParams, ParamsError
+from .params import ModelParams, ParamsError, StageError
 
 
 @dataclass
@@ -73,7 +73,7 @@ def run(cp: ContinueParams, teacher: ModelParams, truncate_dir: Path, questions_
     rows = truncated.to_pylist()
     missing = sorted({r["question_id"] for r in rows} - set(by_id))
     if missing:  # a truncated rollout whose question left the question set would have no prompt
-        raise ValueError(f"{path}: question(s) not in {questions_dir}, e.g. {missing[:3]}; rerun the mixed-policy stages")
+        raise StageError(f"{path}: question(s) not in {questions_dir}, e.g. {missing[:3]}; rerun the mixed-policy stages")
     prompts = [by_id[r["question_id"]] for r in rows]
     prefills = []
     for r in rows:

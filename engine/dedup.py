@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from . import sql, tables
 from .kernels import minhash
-from .params import ParamsError
+from .params import ParamsError, StageError
 from .select import SelectParams, score_candidates
 
 
@@ -68,7 +68,7 @@ def run(dp: DedupParams, selp: SelectParams, temperature: float, inputs: dict[st
                    "JOIN generations g USING (response_id) ORDER BY c.response_id").to_arrow_table()
     n = pool.num_rows
     if n != con.sql("SELECT count(*) FROM select_candidates").fetchall()[0][0]:
-        raise ValueError(f"{generations_dir}: some kept responses have no generation row; rerun the stages before dedup")
+        raise StageError(f"{generations_dir}: some kept responses have no generation row; rerun the stages before dedup")
     if dp.enabled:
         groups = None
         if dp.scope == "question":

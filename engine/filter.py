@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from . import sql, tables
 from .kernels import repetition
 from .kernels.measures import COLUMNS, measure_texts
+from .params import StageError
 from .sentences import split
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -128,7 +129,7 @@ def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dic
     score_row = pc.index_in(gens.column("response_id"), value_set=scores.column("response_id"))
     if score_row.null_count:
         missing = gens.column("response_id").filter(pc.is_null(score_row))[0]
-        raise ValueError(f"response {missing} has no student score: rerun `dasd score`")
+        raise StageError(f"response {missing} has no student score: rerun `dasd score`")
     finish = gens.column("finish_reason")
     columns = {"response_id": gens.column("response_id"), "question_id": gens.column("question_id"),
                "length": pc.take(scores.column("student_token_count"), score_row).cast(pa.int64()),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import sql, tables
-from .params import ParamsError
+from .params import ParamsError, StageError
 
 SELECTORS = ("das", "random", "global_naturalness", "local_naturalness", "rank_surprisal")
 
@@ -51,7 +51,7 @@ def score_candidates(con, sp: SelectParams, inputs: dict[str, Path]) -> None:
     missing = con.sql("SELECT response_id FROM kept EXCEPT SELECT response_id FROM select_candidates "
                       "ORDER BY 1 LIMIT 5").fetchall()
     if missing:  # a kept response without sentences or student scores would vanish from the pool silently
-        raise ValueError(f"{inputs['kept']}: responses without sentences or student scores, e.g. "
+        raise StageError(f"{inputs['kept']}: responses without sentences or student scores, e.g. "
                          f"{[m[0] for m in missing]}; rerun `dasd score` and `dasd sentences`")
 
 

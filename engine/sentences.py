@@ -35,6 +35,7 @@ from tqdm import tqdm
 from . import sql, tables
 from .kernels.align import align
 from .kernels.split import split_texts
+from .params import StageError
 
 _BLOCK = re.compile(r"```.*?(?:```|\Z)|\$\$.*?(?:\$\$|\Z)|\\\[.*?(?:\\\]|\Z)", re.S)
 _END = re.compile(r"\n+|(?<=[.!?])[\"'”’)\]]*[ \t]+(?=[A-Z\"'“‘(\[<])")
@@ -115,13 +116,13 @@ def paired_batches(generations_dir: Path, scores_dir: Path, batch_rows: int = 40
             if pending is None or pending.num_rows == 0:
                 pending = next(scores, None)
                 if pending is None:
-                    raise ValueError(f"{scores_dir}: fewer student scores than generations; rerun `dasd score`")
+                    raise StageError(f"{scores_dir}: fewer student scores than generations; rerun `dasd score`")
             take = min(need, pending.num_rows)
             parts.append(pending.slice(0, take))
             pending, need = pending.slice(take), need - take
         score = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else None
         if score is not None and not score.column("response_id").equals(pa.chunked_array([gen.column("response_id")])):
-            raise ValueError(f"{scores_dir}: student scores are not in the generations' order (scored by an older "
+            raise StageError(f"{scores_dir}: student scores are not in the generations' order (scored by an older "
                              "engine, or for other generations): rerun `dasd score`")
         yield pa.RecordBatch.from_pydict({
             "response_id": gen.column("response_id"), "question_id": gen.column("question_id"),
@@ -130,7 +131,7 @@ def paired_batches(generations_dir: Path, scores_dir: Path, batch_rows: int = 40
             "student_starts": score.column("token_starts").combine_chunks(),
             "student_logprobs": score.column("student_logprobs").combine_chunks()})
     if (pending is not None and pending.num_rows) or next(scores, None) is not None:
-        raise ValueError(f"{scores_dir}: more student scores than generations; rerun `dasd score`")
+        raise StageError(f"{scores_dir}: more student scores than generations; rerun `dasd score`")
 
 
 def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None, total: int | None = None) -> tuple[int, dict]:
@@ -143,19 +144,19 @@ def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None, tot
     con.execute("SET VARIABLE beta = ?", [beta])
     query = (sql.SQL_DIR / "sentences.sql").read_text()
     n_resp, by_type = 0, {}
-    bar = tqdm(total=total, unit="response", desc="sentences", disable=total is None, file=sys.stderr,
-               dynamic_ncols=True)
-    for part, batch in enumerate(tables.read_ahead(batches)):
-        con.register("sentence_sums", sentence_sums(batch, spans_of(batch)))
-        table = con.sql(query).to_arrow_table().cast(tables.SENTENCES)
-        con.unregister("sentence_sums")
-        # derived in seconds from the tables above it: fast compression rather than the smallest file
-        tables.write_parquet(table, Path(out_dir) / f"part-{part:05d}.parquet", compression="lz4")
-        n_resp += batch.num_rows
-        for t in table.column("type").value_counts().to_pylist():
-            by_type[t["values"]] = by_type.get(t["values"], 0) + t["counts"]
-        bar.update(batch.num_rows)
-    bar.close()
+    # closed whatever happens, so an error's one line starts on a line of its own
+    with tqdm(total=total, unit="response", desc="sentences", disable=total is None, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for part, batch in enumerate(tables.read_ahead(batches)):
+            con.register("sentence_sums", sentence_sums(batch, spans_of(batch)))
+            table = con.sql(query).to_arrow_table().cast(tables.SENTENCES)
+            con.unregister("sentence_sums")
+            # derived in seconds from the tables above it: fast compression rather than the smallest file
+            tables.write_parquet(table, Path(out_dir) / f"part-{part:05d}.parquet", compression="lz4")
+            n_resp += batch.num_rows
+            for t in table.column("type").value_counts().to_pylist():
+                by_type[t["values"]] = by_type.get(t["values"], 0) + t["counts"]
+            bar.update(batch.num_rows)
     return n_resp, dict(sorted(by_type.items()))
 
 

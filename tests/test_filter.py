@@ -11,6 +11,7 @@ import pytest
 from conftest import shared
 from engine import filter as F
 from engine import tables
+from engine.params import StageError
 from test_sentences import gen_table, score_table
 
 GOOD = "<think>\nWe add 3 and 4 to get 7. Then we double it: 14.\n</think>\n\nThe answer is 14."
@@ -113,6 +114,6 @@ def test_wrong_answer_in_the_stage_only_for_math_with_a_reference():
 def test_a_response_without_a_student_score_is_named():
     gens = gen_table([dict(response_id=r, question_id="q", text=GOOD, finish_reason="stop") for r in ("a", "b")])
     scores = score_table([dict(response_id="a", student_token_count=12)])
-    with pytest.raises(ValueError, match="response b has no student score"):
+    with pytest.raises(StageError, match="response b has no student score"):
         F.measures(gens, scores, F.FilterParams())
     assert F.measures(gens.slice(0, 1), scores, F.FilterParams()).column("length").to_pylist() == [12]

@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 
 from conftest import shared
 from engine import sentences, tables
+from engine.params import StageError
 from engine.score import tokenize_response
 from engine.sentences import SentencesParams, split
 
@@ -127,7 +128,7 @@ def test_a_run_that_fails_midway_leaves_the_old_sentences(tmp_path):
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     assert len(before) == 3
     write(score_table(s[:4] + [dict(s[4], response_id="other"), s[5]]), tmp_path / "s")
-    with pytest.raises(ValueError, match="not in the generations' order"):
+    with pytest.raises(StageError, match="not in the generations' order"):
         sentences.run(*args, batch_rows=2)
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "m.json", "out", "s"]  # no temp folder, no lock
@@ -138,3 +139,29 @@ def test_a_run_that_fails_midway_leaves_the_old_sentences(tmp_path):
     sentences.run(*args, batch_rows=2)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["NOTES.md", "part-00000.parquet", "part-00001.parquet"]
     assert (tmp_path / "out" / "NOTES.md").read_text() == "mine"
+
+
+def test_inputs_out_of_step_are_one_line_at_the_cli(tmp_path, monkeypatch, capsys):
+    """Scores that no longer match the generations are the user's to fix (rerun `dasd score`): one line,
+    exit 2, no traceback."""
+    import yaml
+
+    from engine import cli
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generate": {"temperatures": [1.0]}, "sentences": {}}))
+    text = "One sentence here. Another one here."
+    spans = split(text)
+    g = [dict(response_id=f"r{k}", question_id="q", temperature=1.0, text=text, token_ids=[1, 2],
+              token_logprobs=[-0.1, -0.2], token_starts=[a for a, _ in spans], token_ends=[b for _, b in spans])
+         for k in range(2)]
+    s = [dict(response_id="r0", token_ids=[1], student_logprobs=[-0.3], student_ranks=[1], token_starts=[0],
+              token_ends=[len(text)])]
+    write(gen_table(g), tmp_path / "data" / "generations" / "T=1.0")
+    write(score_table(s), tmp_path / "data" / "student_scores" / "T=1.0")
+    monkeypatch.setenv("DASD_ROOT", str(tmp_path))
+    assert cli.main(["sentences"]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.replace("\r", "\n").splitlines() if "error" in x]  # (the progress bar shares stderr)
+    assert "Traceback" not in err and lines == [f"dasd sentences: error: {tmp_path}/data/student_scores/T=1.0: "
+                                                "fewer student scores than generations; rerun `dasd score`"]
