@@ -189,18 +189,15 @@ def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root:
     # The import is written beside the existing generations (resumable there) and takes their place only
     # when it is complete and imported something; a finished import with these params resumes in place.
     final = data / "generations" / folder
-    same = tables.ShardedOutput(final, manifest).manifest == _stored_manifest(final)
-    out = tables.ShardedOutput(final if same else data / ".import" / folder, manifest).open()
+    out = tables.ShardedOutput(final, manifest)
+    if out.manifest != out.stored_manifest(final):
+        out = tables.ShardedOutput(data / ".import" / folder, manifest)
+    out.open()
     try:
         return _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt, data, metrics_dir,
                        qreport, staged_questions, t, folder, progress)
     finally:
         out.close()
-
-
-def _stored_manifest(folder: Path) -> dict | None:
-    path = folder / tables.ShardedOutput.MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt, data, metrics_dir, qreport,

@@ -474,8 +474,7 @@ class ShardedOutput:
         import sys
 
         self.lock = OutputLock.acquire(self.folder)
-        stored = self.folder / self.MANIFEST
-        old = json.loads(stored.read_text()) if stored.exists() else None
+        old = self.stored_manifest(self.folder)
         self.stale = self.folder.exists() and any(self.folder.iterdir()) and old != self.manifest
         if self.stale:
             changed = sorted(k for k in set(self.manifest) | set(old or {}) if (old or {}).get(k) != self.manifest.get(k))
@@ -486,10 +485,16 @@ class ShardedOutput:
         for tmp in self.folder.glob(".*.tmp-*"):
             tmp.unlink()
         if old is None:
-            write_json(self.manifest, stored)
+            write_json(self.manifest, self.folder / self.MANIFEST)
         records = self.folder / self.RECORDS
         self.records = json.loads(records.read_text()) if records.exists() else {}
         return self
+
+    @classmethod
+    def stored_manifest(cls, folder: Path) -> dict | None:
+        """The manifest of the run that wrote `folder`, None when there is none."""
+        path = Path(folder) / cls.MANIFEST
+        return json.loads(path.read_text()) if path.exists() else None
 
     def close(self) -> None:
         if self.lock is not None:
