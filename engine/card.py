@@ -176,7 +176,7 @@ def render(pp, repo_id: str, cfgs, shards: dict, rec: dict, plot_path: str | Non
             f"Sampling params: top_p {g.get('top_p')}, max_tokens {g.get('max_tokens')}, seed {g.get('seed')} "
             "(`generate` in params.yaml; an imported set was sampled by its publisher).", ""]
     out += ["## Filters", "", "A response is rejected when a rule's measured value exceeds its threshold "
-            "(`engine/filter.py` defines each rule); rules absent here are off.", "",
+            "(`engine/rules.py` defines each rule); rules absent here are off.", "",
             table([{"rule": k, "threshold": v} for k, v in sorted(rec["thresholds"].items())]), "",
             "Near-duplicates (MinHash over word shingles, LSH, verified):", "",
             _yaml_block({"dedup": p.get("dedup", {})})]

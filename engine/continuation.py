@@ -16,25 +16,25 @@ The continuation's teacher tokens keep their logprobs and their spans in the joi
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from . import responses, tables
-from .backends import Request, Sampling, make_backend
+from .backends import ModelParams, Request, Sampling, make_backend
 from .generate import question_seed
 from .jobs import run_shards
-from .params import ModelParams, ParamsError, StageError
+from .params import Count, ParamsError, Seed, StageError, Temperature, TopP, schema
+from .stages import Stage
 
 
-@dataclass
+@schema
 class ContinueParams:
-    max_tokens: int = 32768       # the continuation's cap, in teacher tokens
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 1234
-    shard_samples: int = 64       # truncated rollouts per shard: the unit of atomic writes and resume
+    max_tokens: Count = 32768     # the continuation's cap, in teacher tokens
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    seed: Seed = 1234
+    shard_samples: Count = 64       # truncated rollouts per shard: the unit of atomic writes and resume
 
     def __post_init__(self):
         if self.max_tokens < 1 or self.shard_samples < 1:
@@ -64,7 +64,7 @@ def run(cp: ContinueParams, teacher: ModelParams, truncate_dir: Path, questions_
         metrics_path: Path, backend=None, progress: bool = True) -> dict:
     path = Path(truncate_dir) / "truncated.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no truncated rollouts; run `dasd truncate` first")
+        raise StageError(f"{path}: no truncated rollouts; run `dasd truncate` first")
     import pyarrow.parquet as pq
 
     truncated = pq.read_table(path)
@@ -112,3 +112,15 @@ def run(cp: ContinueParams, teacher: ModelParams, truncate_dir: Path, questions_
 
 def _counts(values) -> dict:
     return dict(sorted(Counter(values).items()))
+
+
+def main(ctx) -> None:
+    r = run(ctx.section("continue"), ctx.section("teacher"), ctx.path("truncate"), ctx.path("questions"),
+            ctx.path("out"), ctx.path("metrics"), progress=ctx.progress)
+    print(f"continue: {r['continued']} of {r['input']} prefixes continued by the teacher (boundary: {r['boundary']})")
+
+
+STAGE = Stage("continue", main, sections={"continue": ContinueParams, "teacher": ModelParams},
+              params=("continue", "teacher"),
+              inputs={"truncate": "data/truncate", "questions": "data/questions", "miniature": "data/miniature"},
+              outputs={"out": "data/continue", "metrics": "metrics/continue.json"}, progress=True)

@@ -14,39 +14,35 @@ Output data/dedup/T=<t>/{kept,clusters,rejections}.parquet and metrics/dedup/T=<
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import sql, tables
 from .kernels import minhash
-from .params import ParamsError, StageError
-from .select import SelectParams, score_candidates
+from .params import Count, ParamsError, Seed, StageError, schema
+from .stages import T, Stage
+from .candidates import POOL_INPUTS, SelectParams, pool, score_candidates
 
 
-@dataclass
+@schema
 class DedupParams:
     enabled: bool = True
-    scope: str = "question"   # question: candidates of one question only | pool: across all questions
-    ngram: int = 5            # word shingles
-    num_perm: int = 128
-    seed: int = 1             # datasketch's default permutation seed
-    threshold: float = 0.8    # estimated Jaccard that makes two responses near-duplicates
-    bands: int = 14
-    rows: int = 9
+    scope: Literal["question", "pool"] = "question"  # question: one question's candidates | pool: all of them
+    ngram: Count = 5          # word shingles
+    num_perm: Count = 128
+    seed: Seed = 1            # datasketch's default permutation seed
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.8  # estimated Jaccard that makes two responses near-duplicates
+    bands: Count = 14
+    rows: Count = 9
 
     def __post_init__(self):
-        if self.scope not in ("question", "pool"):
-            raise ParamsError(f"dedup: scope must be 'question' or 'pool', not {self.scope!r}")
         if self.bands * self.rows > self.num_perm:
-            raise ParamsError(f"dedup: bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
-        if not 0 < self.threshold <= 1:
-            raise ParamsError("dedup: threshold must be in (0, 1]")
-        if self.ngram < 1:
-            raise ParamsError("dedup: ngram must be >= 1")
+            raise ParamsError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
 
 
 def near_duplicates(texts: pa.Array, groups: np.ndarray | None, dp: DedupParams) -> dict:
@@ -112,3 +108,19 @@ def run(dp: DedupParams, selp: SelectParams, temperature: float, inputs: dict[st
     assert report["kept"] + report["rejected"] == report["input"]
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    dp, selp = ctx.section("dedup"), ctx.section("select")
+    for t, item, d in ctx.temperatures():
+        r = run(dp, selp, t, pool(ctx, item, ctx.path("filter", **item) / "kept.parquet"),
+                ctx.path("generations", **item), ctx.path("out", **item), ctx.path("metrics", **item))
+        print(f"dedup {d}: {r['input']} in -> {r['kept']} kept, {r['rejected']} near-duplicates removed "
+              f"({r['duplicate_clusters']} clusters, {r['candidate_pairs']} candidate pairs)")
+
+
+STAGE = Stage("dedup", main, sections={"dedup": DedupParams, "select": SelectParams},
+              params=("dedup", "select.selector", "select.das_measure", "select.seed"),
+              inputs={"filter": f"data/filter/{T}", "generations": f"data/generations/{T}",
+                      **POOL_INPUTS},
+              outputs={"out": f"data/dedup/{T}", "metrics": f"metrics/dedup/{T}.json"}, per_temperature=True)

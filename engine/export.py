@@ -11,13 +11,17 @@ balance (sql/export_mixed.sql).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field
 
 from . import sql, tables
+from .params import NonNegative, ParamsError, Seed, StageError, Temperature, schema, temperature_dir
+from .stages import T, Stage
 
 
 def run(stage: str, temperature: float, selected_dir: Path, generations_dir: Path, questions_dir: Path,
@@ -35,12 +39,23 @@ def write(table: pa.Table, out_dir: Path) -> dict:
     return {"examples": table.num_rows, "by_domain": dict(sorted(Counter(table.column("domain").to_pylist()).items()))}
 
 
-@dataclass
+@schema
 class MixedExportParams:
     name: str = "stage3"               # the exported set's name (data/export/<name>/), a train phase's dataset
-    off_policy_samples: int = 20000    # drawn from the off-policy sets (the paper's ablation added 20K)
-    off_policy_from: list = field(default_factory=lambda: ["stage1", "stage2"])
-    seed: int = 0
+    off_policy_samples: NonNegative = 20000  # drawn from the off-policy sets (the paper's ablation added 20K)
+    off_policy_from: list[str] = field(default_factory=lambda: ["stage1", "stage2"])
+    seed: Seed = 0
+
+
+@schema
+class ExportStage:
+    temperature: Temperature  # whose selected responses feed the phase
+
+
+@schema
+class ExportParams:
+    stages: Annotated[dict[str, ExportStage], Field(min_length=1)]  # SFT phase -> its temperature
+    mixed: MixedExportParams = field(default_factory=MixedExportParams)
 
 
 def funnel(data: Path, exported: int) -> dict:
@@ -60,7 +75,7 @@ def run_mixed(mp: MixedExportParams, temperature: float, kept_path: Path, contin
     sources = [Path(export_root) / s / "train.parquet" for s in mp.off_policy_from]
     missing = [str(s) for s in [kept_path, *sources] if not s.exists()]
     if missing:
-        raise FileNotFoundError(f"{', '.join(missing)}: missing; run `dasd mixed_filter` and `dasd export` first")
+        raise StageError(f"{', '.join(missing)}: missing; run `dasd mixed_filter` and `dasd export` first")
     con = sql.connect()
     empty = not tables.read_table(continue_dir, columns=["sample_id"])
     sql.create_views(con, {"mixed_kept": kept_path, "questions": questions_dir})
@@ -80,3 +95,42 @@ def run_mixed(mp: MixedExportParams, temperature: float, kept_path: Path, contin
               **write(table, out_dir=Path(export_root) / mp.name)}
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    stages = ctx.section("export").stages
+    for name in [ctx.args.stage] if ctx.args.stage else list(stages):
+        if name not in stages:
+            raise ParamsError(f"export.stages has no stage {name!r} (has: {sorted(stages)}; the mixed-policy "
+                              "set is `dasd export_mixed`)")
+        item = {"key": name, **ctx.value(f"export.stages.{name}")}  # the temperature as params spells it
+        r = run(name, stages[name].temperature, ctx.path("select", **item), ctx.path("generations", **item),
+                ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item))
+        print(f"export {name}: {r['examples']} examples from {temperature_dir(item['temperature'])}")
+
+
+def main_mixed(ctx) -> None:
+    mp = ctx.section("export.mixed")
+    r = run_mixed(mp, ctx.value("continue.temperature", 1.0), ctx.path("mixed_filter") / "kept.parquet",
+                  ctx.path("continue"), ctx.path("questions"), ctx.root / "data" / "export", ctx.path("metrics"))
+    print(f"export_mixed: {mp.name}: {r['examples']} examples ({r['mixed']} mixed-policy, {r['off_policy']} off-policy)")
+
+
+def _stage_argument(parser) -> None:
+    parser.add_argument("--stage", help="one stage of export.stages (default: all)")
+
+
+STAGES = (
+    Stage("export", main, sections={"export": ExportParams}, params=("export.stages",),
+          inputs={"select": f"data/select/{T}", "generations": f"data/generations/{T}",
+                  "questions": "data/questions"},
+          outputs={"out": "data/export/${key}", "metrics": "metrics/export/${key}.json"}, arguments=_stage_argument),
+    # writes data/export/<export.mixed.name>; the funnel in its report counts rollout, truncate and continue
+    Stage("export_mixed", main_mixed, sections={"export.mixed": MixedExportParams},
+          params=("export.mixed", "continue.temperature"),
+          inputs={"rollout": "data/rollout", "truncate": "data/truncate", "mixed_filter": "data/mixed_filter",
+                  "continue": "data/continue", "questions": "data/questions", "stage1": "data/export/stage1",
+                  "stage2": "data/export/stage2"},
+          outputs={"out": "data/export/${export.mixed.name}", "metrics": "metrics/export/${export.mixed.name}.json"},
+          help="the mixed-policy SFT set (stage 3): mixed_filter's samples + an off-policy draw"),
+)

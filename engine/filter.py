@@ -6,64 +6,45 @@ thresholds of params (`filter.rules`) and writes one rejection row per failed ru
 (response_id, stage, rule, value, threshold). A response is kept when no rule fails, so
 kept + rejected = input exactly, per temperature, per domain and per rule (metrics/filter/T=<t>.json).
 
-Rules (each `value > threshold` rejects):
-- length: the response in *student* tokens (the training context, 65,536 in the paper);
-- truncated: finish_reason = length; tool_call: a tool/function call in the response;
-- missing_reasoning / unclosed_reasoning / empty_answer: the `<think>…</think>answer` structure;
-- dup_line_frac, dup_para_frac, dup_sentence_frac (share of items that repeat an earlier one) and
-  dup_line_char_frac, dup_para_char_frac (share of characters in them), as in Gopher;
-- top_{2,3,4}gram_char_frac: characters covered by the most frequent word n-gram;
-- dup_{5..10}gram_char_frac: characters covered by word n-grams that occur more than once;
-- runaway_repeats: the most consecutive repeats of one substring of 10-200 characters (loops);
-- wrong_answer (off by default, as in the paper; `rules: {wrong_answer: 0}` turns it on): for math
-  questions with a reference answer, 1 unless the final answer (the last `\\boxed{}` after `</think>`;
-  none without `</think>`) equals the reference by math-verify (engine/answers.py); other questions 0.
+Rules (`value > threshold` rejects; the registry is engine/rules.py, defaults in parentheses):
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
 import pyarrow as pa
+from pydantic import Field
 import pyarrow.compute as pc
 
-from . import sql, tables
+from . import rules, sql, tables
 from .kernels import repetition
 from .kernels.measures import COLUMNS, measure_texts
-from .params import StageError
+from .params import NonNegative, ParamsError, StageError, schema
+from .stages import T, Stage
 from .sentences import split
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 LOOP_TAIL = 4000  # runaway loops run until max_tokens: they show in the tail
 LOOP_PERIODS = range(10, 201)  # a loop repeats a piece of 10-200 characters
-SENTENCE_MIN_CHARS = 8  # the sentences stage's default: duplicated sentences are the same sentences
+SENTENCE_MIN_CHARS = 8  # params sentences.min_chars' default: the filter splits as the sentences stage does
 
-# Defaults. Gopher's web-text values where real reasoning traces pass them (paragraph, sentence and
-# top-n-gram rules); where they do not, the 99th percentile of 870 real traces (DeepSeek-R1, R1-distill,
-# Qwen2.5-Math CoT in ../shared/data/traces), rounded up: long reasoning repeats lines ("Wait,") and
-# 5-10-grams far more than web pages — Gopher's 0.15 for 5-grams rejects over half of those traces.
-DEFAULT_RULES = {
-    "length": 65536, "truncated": 0, "tool_call": 0, "missing_reasoning": 0, "unclosed_reasoning": 0,
-    "empty_answer": 0, "dup_line_frac": 0.5, "dup_para_frac": 0.3, "dup_sentence_frac": 0.3,
-    "dup_line_char_frac": 0.2, "dup_para_char_frac": 0.2, "top_2gram_char_frac": 0.2,
-    "top_3gram_char_frac": 0.18, "top_4gram_char_frac": 0.16, "dup_5gram_char_frac": 0.5,
-    "dup_6gram_char_frac": 0.45, "dup_7gram_char_frac": 0.44, "dup_8gram_char_frac": 0.4,
-    "dup_9gram_char_frac": 0.36, "dup_10gram_char_frac": 0.32, "runaway_repeats": 8, "wrong_answer": None,
-}
+DEFAULT_RULES = rules.DEFAULTS  # rule -> default threshold (None: off)
 
 
-@dataclass
+@schema
 class FilterParams:
-    rules: dict = field(default_factory=dict)  # rule -> threshold; a rule set to null is off
-    ngram_min_words: int = 100                 # n-gram statistics only for responses this long
+    rules: dict[str, Annotated[float, Field(ge=0)] | None] = field(default_factory=dict)  # rule -> threshold; null: off
+    ngram_min_words: NonNegative = 100         # n-gram statistics only for responses this long
 
-    def thresholds(self) -> dict[str, float]:
+    def __post_init__(self):
         unknown = set(self.rules) - set(DEFAULT_RULES)
         if unknown:
-            from .params import ParamsError
+            raise ParamsError(f"rules: unknown rule(s) {sorted(unknown)}; known: {', '.join(DEFAULT_RULES)}")
 
-            raise ParamsError(f"filter.rules: unknown rule(s) {sorted(unknown)}; known: {sorted(DEFAULT_RULES)}")
+    def thresholds(self) -> dict[str, float]:
         merged = dict(DEFAULT_RULES, **self.rules)
         return {k: float(v) for k, v in merged.items() if v is not None}
 
@@ -90,7 +71,8 @@ def _longest_run(items: list[str]) -> int:
     return best if items else 1
 
 
-def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words: int = 100) -> dict:
+def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words: int = 100,
+            min_chars: int = SENTENCE_MIN_CHARS) -> dict:
     """The definition of every measure, for one text, in plain Python and numpy; the stage computes
     the same numbers in one compiled pass per batch (`measures`)."""
     opened = text.lstrip().startswith(THINK_OPEN)
@@ -99,7 +81,7 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
     answer = text.split(THINK_CLOSE, 1)[1] if closed else ""
     lines = text.split("\n")
     paras = re.split(r"\n\s*\n", text)
-    sents = [text[a:b].strip() for a, b in split(text, SENTENCE_MIN_CHARS)]
+    sents = [text[a:b].strip() for a, b in split(text, min_chars)]
     m = {"length": student_tokens, "truncated": int(finish_reason == "length"),
          "tool_call": int(finish_reason == "tool_call"),
          "missing_reasoning": int(not opened or not reasoning.strip()),
@@ -117,15 +99,16 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
 
 def wrong_answer(text: str, reference: str) -> int:
     """1 unless the final answer (after </think>) is the reference answer (engine/answers.py)."""
-    from .answers import math_correct
-
-    return int(not math_correct(text, reference))
+    return int(rules.BY_NAME["wrong_answer"].measure(text, {"domain": "math", "reference_answer": reference}))
 
 
-def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dict[str, tuple] | None = None) -> pa.Table:
-    """One row of measures per response: `measure`'s numbers, computed for the whole table by one
-    compiled pass (engine/kernels/measures.py, held to `measure` by tests). `references`: question_id ->
-    (domain, reference answer), used by the wrong_answer rule when it is on."""
+def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, questions: dict[str, dict] | None = None,
+             min_chars: int = SENTENCE_MIN_CHARS) -> pa.Table:
+    """One row of measures per response, a column per rule that is on: `measure`'s numbers, computed for
+    the whole table by one compiled pass (engine/kernels/measures.py, held to `measure` by tests), the
+    response rules from its record, and each Python rule that is on (engine/rules.py) per response.
+    `questions`: question_id -> {domain, reference_answer}, for the Python rules. `min_chars`: params
+    sentences.min_chars, so a duplicated sentence is one the sentences stage would split out."""
     score_row = pc.index_in(gens.column("response_id"), value_set=scores.column("response_id"))
     if score_row.null_count:
         missing = gens.column("response_id").filter(pc.is_null(score_row))[0]
@@ -135,13 +118,15 @@ def measures(gens: pa.Table, scores: pa.Table, fp: FilterParams, references: dic
                "length": pc.take(scores.column("student_token_count"), score_row).cast(pa.int64()),
                "truncated": pc.cast(pc.equal(finish, "length"), pa.int64()),
                "tool_call": pc.cast(pc.equal(finish, "tool_call"), pa.int64())}
-    text_measures = measure_texts(gens.column("text"), SENTENCE_MIN_CHARS, fp.ngram_min_words, LOOP_TAIL, LOOP_PERIODS)
+    text_measures = measure_texts(gens.column("text"), min_chars, fp.ngram_min_words, LOOP_TAIL, LOOP_PERIODS)
     columns.update({name: text_measures[:, k] for k, name in enumerate(COLUMNS)})
-    if "wrong_answer" in fp.thresholds():
-        refs = [(references or {}).get(qid, (None, None)) for qid in gens.column("question_id").to_pylist()]
-        columns["wrong_answer"] = pa.array(
-            [wrong_answer(text, ref) if domain == "math" and ref else 0
-             for text, (domain, ref) in zip(gens.column("text").to_pylist(), refs)], pa.int64())
+    on = fp.thresholds()
+    python_rules = [r for r in rules.RULES if r.by == "python" and r.name in on]
+    if python_rules:
+        texts = gens.column("text").to_pylist()
+        asked = [(questions or {}).get(q, {}) for q in gens.column("question_id").to_pylist()]
+        for rule in python_rules:
+            columns[rule.name] = pa.array([float(rule.measure(t, q)) for t, q in zip(texts, asked)], pa.float64())
     return pa.table(columns)
 
 
@@ -174,21 +159,41 @@ def write(con, rejections: pa.Table, kept: pa.Table, n_input: int, out_dir: Path
     return report
 
 
-def references(fp: FilterParams, questions_dir: Path) -> dict[str, tuple]:
-    """question_id -> (domain, reference answer), read only when the wrong_answer rule is on."""
-    if "wrong_answer" not in fp.thresholds():
+def questions_of(fp: FilterParams, questions_dir: Path) -> dict[str, dict]:
+    """question_id -> {domain, reference_answer}, read only when a Python rule (wrong_answer) is on."""
+    if not any(r.by == "python" and r.name in fp.thresholds() for r in rules.RULES):
         return {}
-    qs = tables.read_table(questions_dir, columns=["question_id", "domain", "reference_answer"])
-    return {q: (d, a) for q, d, a in zip(*(qs.column(c).to_pylist() for c in qs.column_names))}
+    qs = tables.read_table(questions_dir, columns=["question_id", "domain", "reference_answer"]).to_pylist()
+    return {q.pop("question_id"): q for q in qs}
 
 
 def run(fp: FilterParams, temperature: float, generations_dir: Path, scores_dir: Path, questions_dir: Path,
-        out_dir: Path, metrics_path: Path) -> dict:
+        out_dir: Path, metrics_path: Path, min_chars: int = SENTENCE_MIN_CHARS) -> dict:
     gens = tables.read_table(generations_dir, columns=["response_id", "question_id", "text", "finish_reason"])
     scores = tables.read_table(scores_dir, columns=["response_id", "student_token_count"])
     if gens is None or scores is None:
-        raise FileNotFoundError(f"{generations_dir} or {scores_dir}: run `dasd generate` and `dasd score` first")
-    con, rejections, kept = decide(measures(gens, scores, fp, references(fp, questions_dir)), fp.thresholds(), "filter")
+        raise StageError(f"{generations_dir} or {scores_dir}: run `dasd generate` and `dasd score` first")
+    con, rejections, kept = decide(measures(gens, scores, fp, questions_of(fp, questions_dir), min_chars),
+                                     fp.thresholds(), "filter")
     report = {"temperature": temperature, **write(con, rejections, kept, gens.num_rows, out_dir, questions_dir)}
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    fp, min_chars = ctx.section("filter"), ctx.value("sentences.min_chars", SENTENCE_MIN_CHARS)
+    for t, item, d in ctx.temperatures():
+        r = run(fp, t, ctx.path("generations", **item), ctx.path("student_scores", **item), ctx.path("questions"),
+                ctx.path("out", **item), ctx.path("metrics", **item), min_chars=min_chars)
+        print(f"filter {d}: {r['input']} in -> {r['kept']} kept, {r['rejected']} rejected "
+              f"(by rule: {r['rejections_by_rule']})")
+
+
+STAGE = Stage("filter", main, sections={"filter": FilterParams}, params=("filter", "sentences.min_chars"),
+              inputs={"generations": f"data/generations/{T}",
+                      "student_scores": f"data/student_scores/{T}", "questions": "data/questions"},
+              outputs={"out": f"data/filter/{T}", "metrics": f"metrics/filter/{T}.json"},
+              per_temperature=True)
+
+
+__doc__ += rules.describe() + "\n"  # the rule list, from the registry

@@ -9,13 +9,31 @@ any differs, the folder is cleared first so old and new samples never mix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 
 from . import responses, tables
-from .backends import Request, Sampling, make_backend
+from .backends import ModelParams, Request, Sampling, make_backend
 from .jobs import run_shards
-from .params import GenerateParams, ModelParams
+from .params import Count, ParamsError, Seed, StageError, Temperature, TopP, schema
+from .stages import T, Stage
+
+
+
+@schema
+class GenerateParams:
+    temperatures: list[Temperature]
+    n: Count = 4
+    top_p: TopP = 1.0
+    max_tokens: Count = 1024
+    seed: Seed = 1234
+    logprobs_mode: Literal["raw_logprobs", "processed_logprobs"] = "raw_logprobs"
+    shard_questions: Count = 64  # questions per shard: the unit of atomic writes and of resume
+
+    def __post_init__(self):
+        if not self.temperatures:
+            raise ParamsError("temperatures: give at least one")
 
 
 def question_seed(seed: int, question_id: str, temperature: float) -> int:
@@ -83,7 +101,7 @@ def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_
         metrics_path: Path, backend=None, progress: bool = True) -> dict:
     questions = tables.read_table(questions_dir, columns=["question_id", "messages"])
     if questions is None:
-        raise FileNotFoundError(f"{questions_dir}: no questions; run `dasd questions` first")
+        raise StageError(f"{questions_dir}: no questions; run `dasd questions` first")
     out = tables.ShardedOutput(out_dir, manifest(gp, teacher, temperature, questions)).open()
     ids, msgs = questions.column("question_id").to_pylist(), questions.column("messages").to_pylist()
     sampling = Sampling(n=gp.n, temperature=temperature, top_p=gp.top_p, max_tokens=gp.max_tokens,
@@ -126,3 +144,20 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
               "mean_response_tokens": row[6], "mean_token_logprob": row[7]}
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    gp, teacher = ctx.section("generate"), ctx.section("teacher")
+    for t, item, d in ctx.temperatures():
+        report = run(gp, teacher, t, ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item),
+                     progress=ctx.progress)
+        print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
+              f"{report['teacher_tokens']} teacher tokens")
+
+
+STAGE = Stage("generate", main, sections={"generate": GenerateParams, "teacher": ModelParams},
+              params=("teacher", "generate.n", "generate.top_p", "generate.max_tokens", "generate.seed",
+                      "generate.logprobs_mode", "generate.shard_questions"),
+              inputs={"questions": "data/questions", "miniature": "data/miniature"},
+              outputs={"out": f"data/generations/{T}", "metrics": f"metrics/generate/{T}.json"},
+              per_temperature=True, progress=True)

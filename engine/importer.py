@@ -33,9 +33,10 @@ from tqdm import tqdm
 
 from . import questions as Q
 from . import responses, tables
-from .backends import Sample
+from .backends import ModelParams, Sample
 from .generate import generation_row, write_report
-from .params import ModelParams, ParamsError, QuestionsParams, StageError, folder_fingerprint, temperature_dir
+from .params import ParamsError, StageError, folder_fingerprint, temperature_dir, temperature_value
+from .stages import Stage
 
 
 @dataclass
@@ -76,7 +77,7 @@ class LogprobTable:
         else:
             path = root / spec["path"]
             if not path.exists():
-                raise FileNotFoundError(f"{spec['path']}: logprob table not found")
+                raise StageError(f"{spec['path']}: logprob table not found")
             if path.is_dir():
                 ds = datasets.load_dataset(str(path), spec.get("config"), split=spec.get("split", "train"))
             else:
@@ -175,7 +176,7 @@ def run(ip: ImportParams, teacher: ModelParams, system_prompt: str | None, root:
     data.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".import-", dir=data))
     try:
-        qreport = Q.run(QuestionsParams(sources=[spec], on_error=ip.on_error), system_prompt, root, staging / "questions",
+        qreport = Q.run(Q.QuestionsParams(sources=[spec], on_error=ip.on_error), system_prompt, root, staging / "questions",
                         staging / "quarantine.parquet", staging / "questions.json")
         staged_questions = pq.read_table(staging / "questions" / "questions.parquet")
     finally:
@@ -214,7 +215,7 @@ def _import(out, final, ip, teacher, src, label, lp_fields, root, system_prompt,
     def flush(shard, k):
         if k in done:
             return
-        keys = [str(raw.get(src.fields.get("id"))) if raw is not None else None for _, _, raw, _ in shard]
+        keys = [str(raw.get(src.fields.id)) if raw is not None else None for _, _, raw, _ in shard]
         fetched = table.fetch([x for x in keys if x is not None]) if table else {}
         out_rows, shard_quarantine = [], []
         for (line, staged, raw, index), key in zip(shard, keys):
@@ -293,3 +294,77 @@ def _count(items) -> dict:
     for x in items:
         out[x] = out.get(x, 0) + 1
     return dict(sorted(out.items()))
+
+
+def _table_spec(where: str, root: Path, config: str | None, split: str) -> dict:
+    """A local file/folder (relative to the working directory or the project root) or a Hub dataset id."""
+    for base in (Path.cwd(), root):
+        if (base / where).exists():
+            return {"path": str((base / where).resolve()), "config": config, "split": split}
+    return {"hf": where, "config": config, "split": split}
+
+
+def main(ctx) -> None:
+    args, root = ctx.args, ctx.root
+    teacher = ctx.section("teacher")
+    if args.teacher_model:
+        teacher.model = args.teacher_model
+    if args.tokenizer:
+        teacher.options = {**teacher.options, "tokenizer": args.tokenizer}
+    if args.format:
+        teacher.format = args.format
+    source = {**_table_spec(args.source, root, args.config, args.split), "license": args.license,
+              "fields": {"id": args.id_field, "question": args.question_field, "response": args.response_field},
+              **({"domain": args.domain} if args.domain else {"domain_field": args.domain_field})}
+    if args.answer_field:
+        source["fields"]["answer"] = args.answer_field
+    logprobs = None
+    if args.logprobs:
+        logprobs = {**_table_spec(args.logprobs, root, args.logprobs_config, args.split),
+                    "fields": {"id": args.logprobs_id_field, "token_ids": args.token_ids_field,
+                               "logprobs": args.logprobs_field}}
+    t = temperature_value(args.temperature, ctx.value("generate.temperatures", []))
+    ip = ImportParams(source=source, logprobs=logprobs, temperature=t,
+                               logprobs_mode=args.logprobs_mode, finish_reason=args.finish_reason,
+                               on_error=args.on_error)
+    r = run(ip, teacher, ctx.value("system_prompt"), root, root / "data", root / "metrics",
+                     progress=not args.no_progress)
+    print(f"import: {r['rows']} rows -> {r['imported']} responses of {r['questions']} questions in "
+          f"data/generations/{r['folder']}/, {r['quarantined']} quarantined "
+          f"(data/quarantine/import-{r['folder']}.parquet: {r['quarantined_by_reason']})")
+
+
+def _arguments(parser) -> None:
+    parser.add_argument("source", help="the SFT table: a local file or folder, or a Hub dataset id")
+    parser.add_argument("--logprobs", help="the logprob table (file, folder or Hub id); default: columns of SOURCE")
+    parser.add_argument("--config", help="Hub config of SOURCE")
+    parser.add_argument("--logprobs-config", help="Hub config of the logprob table")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--temperature", default="1.0", help="the temperature the teacher sampled at")
+    parser.add_argument("--id-field", default="uuid")
+    parser.add_argument("--question-field", default="input")
+    parser.add_argument("--response-field", default="output")
+    parser.add_argument("--answer-field", help="a reference answer column, if any")
+    parser.add_argument("--domain-field", default="domain", help="the column holding math|code|science|instruction")
+    parser.add_argument("--domain", help="one domain for every row instead of --domain-field")
+    parser.add_argument("--license", help="the source's license, recorded on every question")
+    parser.add_argument("--logprobs-id-field", default="sample_uuid")
+    parser.add_argument("--token-ids-field", default="token_ids")
+    parser.add_argument("--logprobs-field", default="logprobs")
+    parser.add_argument("--logprobs-mode", default="raw_logprobs", choices=["raw_logprobs", "processed_logprobs"],
+                        help="what the released logprobs are: the teacher's own distribution, or after temperature")
+    parser.add_argument("--finish-reason", default="stop", choices=["stop", "length"],
+                        help="for responses whose tokens end without a stop token")
+    parser.add_argument("--teacher-model", help="the teacher's name to record (default: params teacher.model)")
+    parser.add_argument("--tokenizer", help="the teacher's tokenizer folder (default: params teacher)")
+    parser.add_argument("--format", choices=["chat", "harmony"],
+                        help="the token ids' format (default: params teacher.format)")
+    parser.add_argument("--on-error", default="quarantine", choices=["quarantine", "raise"])
+
+
+# not a DVC stage: a command that writes what generate would (data/questions, data/generations/T=<t>)
+STAGE = Stage("import", main, sections={"teacher": ModelParams},
+              params=("system_prompt", "teacher", "generate.temperatures"),
+              outputs={"questions": "data/questions", "generations": "data/generations"}, progress=True,
+              arguments=_arguments, dvc=False,
+              help="an existing SFT dataset with released teacher token logprobs -> data/questions, data/generations/T=<t>")

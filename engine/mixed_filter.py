@@ -13,20 +13,21 @@ Output data/mixed_filter/{kept,rejections}.parquet; kept + rejected = continued 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from . import dedup as near
-from . import filter as rules
+from . import filter as filter_stage
 from . import tables
+from .backends import ModelParams
 from .kernels import minhash
-from .params import ModelParams
+from .params import StageError, schema
+from .stages import Stage
 
 
-@dataclass
+@schema
 class MixedFilterParams:
     dedup: bool = False  # near-duplicates among the kept samples, with params `dedup` (scope, n-grams, threshold)
 
@@ -54,12 +55,13 @@ def near_duplicates(kept: pa.Table, texts: dict[str, str], dp: near.DedupParams)
     return kept.take([k for k in range(len(ids)) if of[k] == k]), rejections
 
 
-def run(fp: rules.FilterParams, student: ModelParams, continue_dir: Path, questions_dir: Path, out_dir: Path,
-        metrics_path: Path, mfp: MixedFilterParams | None = None, dp: near.DedupParams | None = None) -> dict:
+def run(fp: filter_stage.FilterParams, student: ModelParams, continue_dir: Path, questions_dir: Path, out_dir: Path,
+        metrics_path: Path, mfp: MixedFilterParams | None = None, dp: near.DedupParams | None = None,
+        min_chars: int = filter_stage.SENTENCE_MIN_CHARS) -> dict:
     samples = tables.read_table(continue_dir, columns=["sample_id", "question_id", "text", "finish_reason", "boundary"])
     if samples is None:
         if not (Path(continue_dir) / tables.ShardedOutput.MANIFEST).exists():
-            raise FileNotFoundError(f"{continue_dir}: no continuations; run `dasd continue` first")
+            raise StageError(f"{continue_dir}: no continuations; run `dasd continue` first")
         samples = pa.table({c: pa.array([], pa.string()) for c in
                             ("sample_id", "question_id", "text", "finish_reason", "boundary")})
     tok = student.tokenizer()
@@ -68,14 +70,29 @@ def run(fp: rules.FilterParams, student: ModelParams, continue_dir: Path, questi
                      "text": samples.column("text"), "finish_reason": samples.column("finish_reason")})
     lengths = pa.table({"response_id": samples.column("sample_id"), "student_token_count": pa.array(
         [len(tok.encode(t, add_special_tokens=False)) for t in texts], pa.int64())})
-    measured = rules.measures(gens, lengths, fp, rules.references(fp, questions_dir))
+    measured = filter_stage.measures(gens, lengths, fp, filter_stage.questions_of(fp, questions_dir), min_chars)
     boundary = pa.array([int(b != "ok") for b in samples.column("boundary").to_pylist()], pa.int64())
     measured = measured.append_column("boundary", boundary)  # no sample: still every column, 0 rows
-    con, rejections, kept = rules.decide(measured, {**fp.thresholds(), "boundary": 0.0}, "mixed_filter")
+    con, rejections, kept = filter_stage.decide(measured, {**fp.thresholds(), "boundary": 0.0}, "mixed_filter")
     if mfp and mfp.dedup:
         kept, dups = near_duplicates(kept, dict(zip(samples.column("sample_id").to_pylist(), texts)), dp or near.DedupParams())
         rejections = pa.concat_tables([rejections, dups])
         con.register("rejections", rejections)
-    report = rules.write(con, rejections, kept, samples.num_rows, out_dir, questions_dir)
+    report = filter_stage.write(con, rejections, kept, samples.num_rows, out_dir, questions_dir)
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    r = run(ctx.section("filter"), ctx.section("student"), ctx.path("continue"), ctx.path("questions"), ctx.path("out"),
+            ctx.path("metrics"), ctx.section("mixed_filter"), ctx.section("dedup"),
+            min_chars=ctx.value("sentences.min_chars", filter_stage.SENTENCE_MIN_CHARS))
+    print(f"mixed_filter: {r['input']} in -> {r['kept']} kept, {r['rejected']} rejected "
+          f"(by rule: {r['rejections_by_rule']})")
+
+
+STAGE = Stage("mixed_filter", main, sections={"filter": filter_stage.FilterParams, "student": ModelParams,
+                                              "mixed_filter": MixedFilterParams, "dedup": near.DedupParams},
+              params=("filter", "student", "mixed_filter", "dedup", "sentences.min_chars"),
+              inputs={"continue": "data/continue", "questions": "data/questions", "miniature": "data/miniature"},
+              outputs={"out": "data/mixed_filter", "metrics": "metrics/mixed_filter.json"})

@@ -10,23 +10,23 @@ the selector refuses to run). Resumable like `score`. Output data/naturalness/T=
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from . import sql, tables
-from .backends import ScoreRequest, make_backend
+from .backends import ModelParams, ScoreRequest, make_backend
 from .jobs import run_shards
-from .params import ModelParams, ParamsError
+from .params import Count, NonNegative, ParamsError, schema
+from .stages import T, Stage
 from .score import tokenize_response
 
 
-@dataclass
+@schema
 class NaturalnessParams:
     enabled: bool = False
-    window: int = 2              # preceding steps the student sees
-    shard_responses: int = 64
+    window: NonNegative = 2      # preceding steps the student sees
+    shard_responses: Count = 64
 
     def __post_init__(self):
         if self.window < 0 or self.shard_responses < 1:
@@ -86,3 +86,23 @@ def run(np_: NaturalnessParams, student: ModelParams, temperature: float, inputs
     report = {"temperature": temperature, "enabled": np_.enabled, "window": np_.window, "responses": len(rows)}
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    np_, student = ctx.section("naturalness"), ctx.section("student")
+    for t, item, d in ctx.temperatures():
+        r = run(np_, student, t, {"kept": ctx.path("filter", **item) / "kept.parquet",
+                                  "sentences": ctx.path("sentences", **item),
+                                  "generations": ctx.path("generations", **item)},
+                ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item), progress=ctx.progress)
+        print(f"naturalness {d}: " + (f"{r['responses']} responses scored step by step (window {r['window']})"
+                                      if r["enabled"] else "off (naturalness.enabled: false)"))
+
+
+STAGE = Stage("naturalness", main, sections={"naturalness": NaturalnessParams, "student": ModelParams},
+              params=("naturalness", "student"),
+              inputs={"filter": f"data/filter/{T}", "sentences": f"data/sentences/{T}",
+                      "generations": f"data/generations/{T}", "questions": "data/questions",
+                      "miniature": "data/miniature"},
+              outputs={"out": f"data/naturalness/{T}", "metrics": f"metrics/naturalness/{T}.json"},
+              per_temperature=True, progress=True)

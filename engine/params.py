@@ -1,22 +1,108 @@
-"""params.yaml -> typed sections. Each stage receives only its own section (plus the shared bits it
-declares), mirroring the `params:` lists in dvc.yaml."""
+"""params.yaml -> typed sections, checked as a schema.
+
+Each section is a `@schema` class: a pydantic dataclass whose annotations are the schema (types, ranges
+through the aliases below, enums as `Literal`, nested sections as their own classes), unknown keys
+forbidden. `section` builds one and turns pydantic's errors into `params.yaml: path.to.key: reason`;
+`engine.stages.check` runs every section of the file before any stage does work (`dasd params check`).
+Each stage receives only the sections it declares (engine/stages.py), mirroring dvc.yaml's `params:`.
+"""
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING
+import re
 from pathlib import Path
+from typing import Annotated, Literal, get_args, get_origin
 
 import yaml
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
+
+from .errors import ParamsError, StageError, UserError  # noqa: F401  (re-exported: the names stages import)
 
 ROOT_MARKERS = ("dvc.yaml", "params.yaml")
 
+# Value domains, named once. A count is >= 1; a share lies in [0, 1]; a probability margin in (0, 1).
+Count = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Margin = Annotated[float, Field(gt=0, lt=1)]
+Positive = Annotated[float, Field(gt=0)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+Temperature = Annotated[float, Field(ge=0)]
+MemorySize = Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$")]  # DuckDB's "2GB", "512MiB"
+Seed = int
+ModelFormat = Literal["chat", "harmony"]
 
-class ParamsError(ValueError):
-    pass
+
+def schema(cls=None, /):
+    """A params section: a pydantic dataclass (types and ranges from the annotations, unknown keys
+    refused). Built directly (tests, code), a wrong value raises ParamsError naming the key."""
+    def wrap(c):
+        c = _pydantic_dataclass(c, config=ConfigDict(extra="forbid"))
+        init = c.__init__
+
+        @functools.wraps(init)
+        def checked_init(self, *args, **kwargs):
+            try:
+                init(self, *args, **kwargs)
+            except ValidationError as e:
+                err = ParamsError(describe(e, c.__name__, cls=c))
+                err.validation, err.schema = e, c  # `section` words it again under the section's own name
+                raise err from None
+
+        c.__init__ = checked_init
+        return c
+
+    return wrap if cls is None else wrap(cls)
 
 
-class StageError(RuntimeError):
-    """A stage cannot go on for a reason the user can fix (the CLI prints one line, no traceback)."""
+def _where(prefix: str, loc: tuple) -> str:
+    out = prefix
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _keys_at(cls, loc: tuple) -> list[str] | None:
+    """The keys of the schema class found at `loc` below `cls` (through lists and dicts), if any."""
+    for part in loc:
+        fields_ = getattr(cls, "__pydantic_fields__", None)
+        if isinstance(part, str) and fields_ and part in fields_:
+            cls = fields_[part].annotation
+        # through list[X] / dict[str, X] / X | None to X
+        while get_origin(cls) is not None and not hasattr(cls, "__pydantic_fields__"):
+            args = [a for a in get_args(cls) if a is not type(None)]
+            cls = args[-1] if args else None
+    fields_ = getattr(cls, "__pydantic_fields__", None)
+    return list(fields_) if fields_ else None
+
+
+def describe(e: ValidationError, prefix: str, limit: int = 3, cls=None) -> str:
+    """pydantic's errors as `path.to.key: reason (got value)`, the first `limit` of them on one line;
+    `cls`: the schema class, to list the known keys next to an unknown one."""
+    parts = []
+    for err in e.errors()[:limit]:
+        where = _where(prefix, err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ParamsError):  # a check of the section's own (__post_init__): already worded
+            # a message starting with a key path continues the path: `train` + `hyper.lr: …` -> `train.hyper.lr: …`
+            joiner = "." if re.match(r"^[A-Za-z_][\w.\[\]]*: ", str(cause)) else ": "
+            parts.append(f"{where}{joiner}{cause}" if where else str(cause))
+            continue
+        if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            known = _keys_at(cls, err["loc"][:-1]) if cls is not None else None
+            reason = "unknown key" + (f" (known: {', '.join(known)})" if known else "")
+        elif err["type"] == "missing":
+            reason = "required"
+        else:
+            reason = err["msg"].removeprefix("Value error, ") + (
+                f" (got {err['input']!r})" if not isinstance(err.get("input"), (dict, list)) else "")
+        parts.append(f"{where}: {reason}")
+    more = len(e.errors()) - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -43,19 +129,33 @@ def load(path: Path | None = None) -> dict:
 
 
 def section(params: dict, name: str, cls):
-    """Build dataclass `cls` from params[name], naming unknown or missing keys clearly."""
-    raw = params.get(name)
+    """Section `name` (a dotted path: `export.mixed`) of the loaded params as schema class `cls`; every
+    mistake in it is a ParamsError `params.yaml: name.key: reason`."""
+    where = params.get("_path", "params.yaml")
+    raw = lookup(params, name)
     if raw is None:
-        raise ParamsError(f"{params.get('_path', 'params')}: missing section '{name}'")
-    known = {f.name for f in fields(cls)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ParamsError(f"{params.get('_path', 'params')}: {name}: unknown key(s) {sorted(unknown)}; "
-                          f"known: {sorted(known)}")
+        raise ParamsError(f"{where}: {name}: missing section (see params.yaml of the default profile)")
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: {name}: expected a mapping of keys, not {raw!r}")
     try:
         return cls(**raw)
-    except TypeError as e:
-        raise ParamsError(f"{params.get('_path', 'params')}: {name}: {e}") from None
+    except ParamsError as e:
+        if getattr(e, "validation", None) is None:
+            raise ParamsError(f"{where}: {name}: {e}") from None
+        raise ParamsError(f"{where}: {describe(e.validation, name, cls=cls)}") from None
+
+
+def lookup(params: dict, dotted: str):
+    """params[a][b] for "a.b"; None when any part is missing."""
+    value = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def has_required(cls) -> bool:
+    """Whether schema class `cls` has a key without a default (so its section cannot be left out)."""
+    return any(f.default is MISSING and f.default_factory is MISSING for f in dataclasses.fields(cls))
 
 
 def folder_fingerprint(folder: Path, whole_below: int = 64 << 20, edge: int = 1 << 20) -> str:
@@ -79,75 +179,6 @@ def folder_fingerprint(folder: Path, whole_below: int = 64 << 20, edge: int = 1 
     return h.hexdigest()[:32]
 
 
-@dataclass
-class ModelParams:
-    """A model and how to run it: `backend` is vllm | openai | transformers; `options` go to the adapter."""
-    model: str
-    backend: str = "vllm"
-    revision: str | None = None
-    format: str = "chat"  # chat: plain chat template; harmony: gpt-oss channels
-    options: dict = field(default_factory=dict)
-
-    # options that never change what a model outputs (transport, endpoints, secrets' names)
-    TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "deadline_s", "backoff_s", "api_key_env",
-                                   "base_url"})
-
-    def identity(self) -> dict:
-        """What identifies this model's outputs, for output manifests: a local folder's content too, since
-        a retrained model (the miniature's, a trained phase's) keeps its path."""
-        return {"model": self.model, "revision": self.revision, "backend": self.backend, "format": self.format,
-                "options": {k: v for k, v in self.options.items() if k not in self.TRANSPORT_OPTIONS},
-                **({"content": folder_fingerprint(Path(self.model))} if Path(self.model).is_dir() else {})}
-
-    def tokenizer(self):
-        """The model's Hugging Face tokenizer (options.tokenizer when the model is served elsewhere)."""
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.options.get("tokenizer") or self.model, revision=self.revision)
-
-    def __post_init__(self):
-        from .backends import check_options
-
-        if self.format not in ("chat", "harmony"):
-            raise ParamsError(f"model {self.model}: format must be 'chat' or 'harmony', not {self.format!r}")
-        if not isinstance(self.options, dict):
-            raise ParamsError(f"model {self.model}: options must be a mapping, not {self.options!r}")
-        # checked when params are read, before any stage looks at its existing output
-        check_options(self.backend, self.options)
-
-
-@dataclass
-class GenerateParams:
-    temperatures: list[float]
-    n: int = 4
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    seed: int = 1234
-    logprobs_mode: str = "raw_logprobs"
-    shard_questions: int = 64  # questions per shard: the unit of atomic writes and of resume
-
-    def __post_init__(self):
-        if self.n < 1 or self.max_tokens < 1 or self.shard_questions < 1:
-            raise ParamsError("generate: n, max_tokens and shard_questions must be >= 1")
-        if not 0 < self.top_p <= 1:
-            raise ParamsError(f"generate: top_p must be in (0, 1], not {self.top_p}")
-
-
-@dataclass
-class QuestionsParams:
-    sources: list[dict]
-    on_error: str = "raise"  # raise | quarantine
-    max_quarantined: float = 1.0  # quarantining a larger share of rows stops the stage (all rows always does)
-
-    def __post_init__(self):
-        if not 0 <= self.max_quarantined <= 1:
-            raise ParamsError(f"questions: max_quarantined must be a share in [0, 1], not {self.max_quarantined!r}")
-        if self.on_error not in ("raise", "quarantine"):
-            raise ParamsError(f"questions: on_error must be 'raise' or 'quarantine', not {self.on_error!r}")
-        if not self.sources:
-            raise ParamsError("questions: no sources")
-
-
 def temperature_value(given, configured: list) -> float | int:
     """A temperature from the command line (`--temperature 0.60`) as params.yaml spells it (0.6), so one
     temperature has one folder whatever way it was typed; one not in params is a plain float."""
@@ -169,12 +200,3 @@ def temperature_dir(t) -> str:
             raise ParamsError(f"temperature {t!r} is not a number") from None
     float(t)  # a temperature must be a number
     return f"T={t}"
-
-
-@dataclass
-class ScoreParams:
-    shard_responses: int = 256  # responses per shard: the unit of atomic writes and of resume
-
-    def __post_init__(self):
-        if self.shard_responses < 1:
-            raise ParamsError("score: shard_responses must be >= 1")

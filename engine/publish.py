@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import card, sql, tables
-from .params import ParamsError, StageError, temperature_dir
+from .params import Count, ParamsError, StageError, schema, temperature_dir
+from .stages import Stage
 
 SHARD = "train-{index:05d}-of-{count:05d}.parquet"
 # written into every build: the one sign that a folder is the engine's own and may be replaced
@@ -37,7 +38,7 @@ MARKER = ".dasd-publish"
 PLOT = "images/probability_distribution.png"
 
 
-@dataclass
+@schema
 class PublishParams:
     repo_id: str | None = None       # owner/name on the Hub (the command line's REPO_ID wins)
     private: bool = True
@@ -45,9 +46,9 @@ class PublishParams:
     folder: str = "data/publish"     # where the repository is built (relative to the project root)
     license: str = "apache-2.0"      # the card's license (the questions' own licenses are listed too)
     pretty_name: str = "DASD reasoning distillation data"
-    language: list = field(default_factory=lambda: ["en"])
+    language: list[str] = field(default_factory=lambda: ["en"])
     candidates: bool = True          # also publish every teacher response with token logprobs
-    max_shard_rows: int = 50000      # rows per Parquet shard
+    max_shard_rows: Count = 50000      # rows per Parquet shard
 
     def __post_init__(self):
         if self.max_shard_rows < 1:
@@ -75,12 +76,12 @@ def _views(data: Path):
     """A DuckDB connection with a view per stage output; empty ones (with their schema) for stages not run."""
     con = sql.connect()
     made = set(sql.register_views(con, data))
-    for view, schema in {"generations": tables.GENERATIONS, "student_scores": tables.STUDENT_SCORES,
+    for view, empty in {"generations": tables.GENERATIONS, "student_scores": tables.STUDENT_SCORES,
                          "rejections": tables.REJECTIONS, "selected": tables.SELECTED, "rollouts": tables.ROLLOUTS,
                          "truncated": tables.TRUNCATIONS, "continuations": tables.CONTINUATIONS,
                          "questions": tables.QUESTIONS}.items():
         if view not in made:
-            con.register(view, schema.empty_table())
+            con.register(view, empty.empty_table())
     return con
 
 
@@ -91,7 +92,7 @@ def configs(pp: PublishParams, params: dict, data: Path, con) -> list[Config]:
         t = float(spec["temperature"])
         path = data / "export" / stage / "train.parquet"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: missing; run `dasd export --stage {stage}` (or `dvc repro`) first")
+            raise StageError(f"{path}: missing; run `dasd export --stage {stage}` (or `dvc repro`) first")
         out.append(Config(f"{stage}_{temperature_label(t, temperatures)}", pq.read_table(path),
                           f"SFT phase {stage}: the selected teacher responses sampled at T={t:g}",
                           f"export@{stage}", "export"))
@@ -303,3 +304,30 @@ def run(pp: PublishParams, repo_id: str | None, params: dict, root: Path, dry_ru
         names = ", ".join(report["configs"])
         report["uploaded"] = upload(folder, repo_id, pp.private, f"dasd publish: {names}")
     return report
+
+
+def main(ctx) -> None:
+    pp = ctx.section("publish")
+    if ctx.args.private is not None:
+        pp.private = ctx.args.private
+    r = run(pp, ctx.args.repo_id, ctx.params, ctx.root, Path(ctx.args.dry_run) if ctx.args.dry_run else None)
+    print(f"publish {r['repo_id']}: " + ", ".join(f"{k} {v} rows" for k, v in r["configs"].items())
+          + f" -> {r['folder']} ({len(r['files'])} files)")
+    print(f"uploaded: {r['uploaded']}" if r["uploaded"] else
+          "dry run: nothing uploaded (--dry-run, or params publish.dry_run: true)")
+
+
+def _arguments(parser) -> None:
+    parser.add_argument("repo_id", nargs="?", metavar="REPO_ID", help="owner/name (default: params publish.repo_id)")
+    parser.add_argument("--private", dest="private", action="store_true", default=None,
+                        help="create the repository private (default: params publish.private; an existing "
+                             "repository keeps its visibility)")
+    parser.add_argument("--public", dest="private", action="store_false", help="create it public")
+    parser.add_argument("--dry-run", metavar="DIR", help="build the repository in DIR and upload nothing")
+
+
+# frozen in dvc.yaml; the card also records every stage's dvc.lock entry and params (read from the files)
+STAGE = Stage("publish", main, sections={"publish": PublishParams}, params=("publish",),
+              inputs={"export": "data/export", "generations": "data/generations", "student_scores": "data/student_scores",
+                      "filter": "data/filter", "dedup": "data/dedup", "select": "data/select", "plots": "plots/select"},
+              arguments=_arguments)

@@ -14,29 +14,33 @@ import gzip
 import io
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated, Iterator, Literal, get_args
+
+from pydantic import Field
 
 import pyarrow as pa
 
 from . import sql, tables
-from .params import ParamsError, QuestionsParams
+from .errors import InputError
+from .params import Count, ParamsError, Share, schema
+from .stages import Stage
 
-DOMAINS = ("math", "code", "science", "instruction")
-FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
-
-
-class InputError(ValueError):
-    """Bad input, located: file, line and field."""
-
-    def __init__(self, file: str, line: int | None, field: str | None, reason: str, raw: str = ""):
-        self.file, self.line, self.field, self.reason, self.raw = file, line, field, reason, raw
-        where = f"{file}:{line}" if line is not None else file
-        super().__init__(f"{where}: {'field ' + repr(field) + ': ' if field else ''}{reason}")
+Domain = Literal["math", "code", "science", "instruction"]
+Format = Literal["jsonl", "json", "parquet", "csv", "hf"]
+DOMAINS, FORMATS = get_args(Domain), get_args(Format)
 
 
-@dataclass
+@schema
+class Fields:
+    """Which column holds what (`questions.sources[].fields`)."""
+    question: str | None = None
+    answer: str | None = None
+    id: str | None = None
+
+
+@schema
 class Source:
     """One entry of `questions.sources` in params.yaml."""
     name: str
@@ -44,14 +48,14 @@ class Source:
     hf: str | None = None            # a Hub dataset name (load_dataset)
     split: str = "train"
     config: str | None = None
-    format: str | None = None        # inferred from the path when absent
-    domain: str | None = None        # a constant domain…
+    format: Format | None = None  # inferred from the path when absent
+    domain: Domain | None = None  # a constant domain…
     domain_field: str | None = None  # …or a column holding it
-    fields: dict = field(default_factory=dict)   # question / answer / id -> column
+    fields: Fields = field(default_factory=Fields)
     template: str | None = None      # question built from columns, e.g. "{question}\n\nA. {A}…"
     columns: list[str] | None = None  # names for a header-less CSV
     license: str | None = None
-    limit: int | None = None         # keep only the first N rows (samples of big sources)
+    limit: Count | None = None       # keep only the first N rows (samples of big sources)
     drop: list[str] = field(default_factory=list)  # columns left out of `metadata` (e.g. a response's text)
 
     def __post_init__(self):
@@ -59,12 +63,8 @@ class Source:
             raise ParamsError(f"source {self.name!r}: give exactly one of 'path' or 'hf'")
         if self.domain is None and self.domain_field is None:
             raise ParamsError(f"source {self.name!r}: give 'domain' ({'|'.join(DOMAINS)}) or 'domain_field'")
-        if self.domain is not None and self.domain not in DOMAINS:
-            raise ParamsError(f"source {self.name!r}: domain {self.domain!r} is not one of {DOMAINS}")
-        if not self.template and "question" not in self.fields:
+        if not self.template and self.fields.question is None:
             raise ParamsError(f"source {self.name!r}: map 'fields.question' to a column, or give a 'template'")
-        if self.format is not None and self.format not in FORMATS:
-            raise ParamsError(f"source {self.name!r}: format {self.format!r} is not one of {FORMATS}")
 
     def resolved_format(self, root: Path) -> str:
         if self.hf:
@@ -80,6 +80,13 @@ class Source:
         if ext not in FORMATS:
             raise ParamsError(f"source {self.name!r}: cannot tell the format of {self.path}; set 'format'")
         return ext
+
+
+@schema
+class QuestionsParams:
+    sources: Annotated[list[Source], Field(min_length=1)]
+    on_error: Literal["raise", "quarantine"] = "raise"
+    max_quarantined: Share = 1.0  # quarantining a larger share of rows stops the stage (all rows always does)
 
 
 # -- readers: yield (line, row dict) or raise InputError for a bad row --------------------------
@@ -225,7 +232,7 @@ def _short(value) -> str:
 
 
 def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str | None) -> dict:
-    q_col = src.fields.get("question")
+    q_col = src.fields.question
     if src.template:
         try:
             question = src.template.format_map(row)
@@ -236,7 +243,7 @@ def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str 
         if q_col not in row:
             raise InputError(label, line, q_col, "missing")
         question = _text(row[q_col], label, line, q_col)
-    a_col = src.fields.get("answer")
+    a_col = src.fields.answer
     answer = None
     if a_col is not None:
         if a_col not in row:
@@ -249,7 +256,7 @@ def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str 
         domain = str(row[src.domain_field])
         if domain not in DOMAINS:
             raise InputError(label, line, src.domain_field, f"domain {domain!r} is not one of {DOMAINS}")
-    id_col = src.fields.get("id")
+    id_col = src.fields.id
     used = {q_col, a_col, *src.drop}
     meta = {k: v for k, v in row.items() if k not in used}
     messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
@@ -279,8 +286,7 @@ STAGED = tables.QUESTIONS.remove(tables.QUESTIONS.get_field_index("duplicates"))
 def run(qp: QuestionsParams, system_prompt: str | None, root: Path, out_dir: Path, quarantine_path: Path,
         metrics_path: Path) -> dict:
     staged, quarantined, per_source = [], [], {}
-    for raw_src in qp.sources:
-        src = Source(**raw_src)
+    for src in qp.sources:
         label = src.path or f"hf:{src.hf}"
         counts = per_source.setdefault(src.name, {"rows": 0, "quarantined": 0, "staged": 0})
         for line, row in read_source(src, root):
@@ -325,3 +331,17 @@ def run(qp: QuestionsParams, system_prompt: str | None, root: Path, out_dir: Pat
     assert report["rows"] == report["staged"] + report["quarantined"]
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    report = run(ctx.section("questions"), ctx.value("system_prompt"), ctx.root, ctx.path("out"),
+                 ctx.path("quarantine"), ctx.path("metrics"))
+    print(f"questions: {report['rows']} rows -> {report['questions']} questions "
+          f"({report['duplicates_collapsed']} duplicates collapsed, {report['quarantined']} quarantined)")
+
+
+# inputs: the sources' own files are params (questions.sources[].path); the miniature's is data/miniature
+STAGE = Stage("questions", main, sections={"questions": QuestionsParams}, params=("system_prompt", "questions"),
+              inputs={"miniature": "data/miniature"},
+              outputs={"out": "data/questions", "quarantine": "data/quarantine/questions.parquet",
+                       "metrics": "metrics/questions.json"})

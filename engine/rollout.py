@@ -13,35 +13,28 @@ atomic shards of a fixed slice of questions, a manifest of every output-changing
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from . import responses, tables
-from .backends import Request, Sampling, make_backend
+from .backends import ModelParams, Request, Sampling, make_backend
 from .generate import question_seed
 from .jobs import run_shards
-from .params import ModelParams, ParamsError
+from .params import Count, Positive, Seed, StageError, Temperature, TopP, schema
+from .stages import Stage
 
 
-@dataclass
+@schema
 class RolloutParams:
-    student: dict = field(default_factory=dict)  # a model section (model, backend, options), like `student`
+    student: ModelParams          # the stage-2 student: a model section (model, backend, options)
     source: str = "stage2"        # the exported set the questions and the teacher lengths come from
-    questions: int = 50000        # drawn from it (all when it holds fewer)
-    length_factor: float = 1.5    # cap = ceil(length_factor x the teacher response's student tokens)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 1234
-    shard_questions: int = 64
-
-    def __post_init__(self):
-        if self.questions < 1 or self.shard_questions < 1 or self.length_factor <= 0:
-            raise ParamsError("rollout: questions, shard_questions and length_factor must be positive")
-        if not 0 < self.top_p <= 1:
-            raise ParamsError(f"rollout: top_p must be in (0, 1], not {self.top_p}")
-        self.model = ModelParams(**self.student)
+    questions: Count = 50000      # drawn from it (all when it holds fewer)
+    length_factor: Positive = 1.5  # cap = ceil(length_factor x the teacher response's student tokens)
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    seed: Seed = 1234
+    shard_questions: Count = 64
 
 
 def draw(source: pa.Table, k: int, seed: int) -> pa.Table:
@@ -55,7 +48,7 @@ def draw(source: pa.Table, k: int, seed: int) -> pa.Table:
 
 
 def manifest(rp: RolloutParams, chosen: pa.Table, caps: list[int]) -> dict:
-    return {"student": rp.model.identity(), "temperature": rp.temperature, "top_p": rp.top_p, "seed": rp.seed,
+    return {"student": rp.student.identity(), "temperature": rp.temperature, "top_p": rp.top_p, "seed": rp.seed,
             "shard_questions": rp.shard_questions,
             # the drawn questions, their prompts and caps, in order
             "draw": tables.content_hash(*chosen.column("question_id").to_pylist(),
@@ -66,12 +59,12 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
         progress: bool = True) -> dict:
     source = tables.read_table(source_dir, columns=["response_id", "question_id", "messages"])
     if source is None:
-        raise FileNotFoundError(f"{source_dir}: no exported set {rp.source!r}; run `dasd export` first")
+        raise StageError(f"{source_dir}: no exported set {rp.source!r}; run `dasd export` first")
     chosen = draw(source, rp.questions, rp.seed)
     qids, rids = chosen.column("question_id").to_pylist(), chosen.column("response_id").to_pylist()
     convs = chosen.column("messages").to_pylist()
     prompts = [[{"role": m["role"], "content": m["content"]} for m in c[:-1]] for c in convs]
-    tok = rp.model.tokenizer()
+    tok = rp.student.tokenizer()
     lengths = [len(tok.encode(c[-1]["content"], add_special_tokens=False)) for c in convs]
     caps = [max(1, math.ceil(rp.length_factor * n)) for n in lengths]
     out = tables.ShardedOutput(out_dir, manifest(rp, chosen, caps)).open()
@@ -87,13 +80,13 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
             out_rows.append(dict(
                 rollout_id=tables.content_hash(qids[i], "rollout", rp.temperature, req.seed), question_id=qids[i],
                 source_response_id=rids[i], teacher_student_tokens=lengths[i], max_tokens=caps[i],
-                temperature=rp.temperature, seed=req.seed, student_model=rp.model.model, backend=backend.name,
+                temperature=rp.temperature, seed=req.seed, student_model=rp.student.model, backend=backend.name,
                 text=r.text, finish_reason=r.finish_reason, student_token_count=r.token_count,
                 token_ids=r.token_ids, token_logprobs=r.logprobs, token_starts=r.starts, token_ends=r.ends))
         return pa.Table.from_pylist(out_rows, schema=tables.ROLLOUTS), sum(len(s[0].logprobs) for s in samples)
 
     run_shards(out, len(qids), rp.shard_questions, work, backend=backend, unit="rollout",
-               open_backend=lambda: make_backend(rp.model.backend, rp.model.model, rp.model.revision, **rp.model.options),
+               open_backend=lambda: make_backend(rp.student.backend, rp.student.model, rp.student.revision, **rp.student.options),
                desc="rollout", progress=progress)
     from . import sql
 
@@ -105,3 +98,14 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
               "questions": n, "rollouts": n, "hit_cap": hit, "student_tokens": tokens, "mean_cap": capped}
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    rp = ctx.section("rollout")
+    r = run(rp, ctx.path("source"), ctx.path("out"), ctx.path("metrics"), progress=ctx.progress)
+    print(f"rollout: {r['rollouts']} student answers, {r['hit_cap']} hit their cap (mean cap {r['mean_cap'] or 0:.0f} tokens)")
+
+
+STAGE = Stage("rollout", main, sections={"rollout": RolloutParams}, params=("rollout",),
+              inputs={"source": "data/export/${rollout.source}", "student": "${rollout.student.model}"},
+              outputs={"out": "data/rollout", "metrics": "metrics/rollout.json"}, progress=True)

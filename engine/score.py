@@ -14,17 +14,24 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import tables
-from .backends import ScoreRequest, make_backend
+from .backends import ModelParams, ScoreRequest, make_backend
 from .jobs import run_shards
-from .params import ModelParams, ScoreParams
+from .params import Count, StageError, schema
+from .stages import T, Stage
 from .spans import decode_with_spans
+
+
+@schema
+class ScoreParams:
+    shard_responses: Count = 256  # responses per shard: the unit of atomic writes and of resume
+
 
 def tokenize_response(tokenizer, text: str) -> tuple[list[int], list[int], list[int]]:
     """Student token ids of `text` with tiling character spans; the ids decode back to `text`."""
     ids = tokenizer.encode(text, add_special_tokens=False)
     decoded, starts, ends = decode_with_spans(tokenizer, ids)
     if decoded != text:
-        raise ValueError(f"the student tokenizer does not round-trip a response ({len(text)} chars -> "
+        raise StageError(f"the student tokenizer does not round-trip a response ({len(text)} chars -> "
                          f"{len(decoded)}): spans would not align; first difference at char "
                          f"{next((i for i, (a, b) in enumerate(zip(text, decoded)) if a != b), min(len(text), len(decoded)))}")
     return ids, starts, ends
@@ -45,7 +52,7 @@ def run(sp: ScoreParams, student: ModelParams, temperature: float, generations_d
         out_dir: Path, metrics_path: Path, backend=None, progress: bool = True) -> dict:
     gens = tables.read_table(generations_dir, columns=["response_id", "question_id", "text"])
     if gens is None:
-        raise FileNotFoundError(f"{generations_dir}: no generations; run `dasd generate` first")
+        raise StageError(f"{generations_dir}: no generations; run `dasd generate` first")
     # rows stay in the generations' order (files, then rows), so `sentences` can pair the two tables by
     # streaming both side by side, without a join that would have to hold token lists in memory
     qs = tables.read_table(questions_dir, columns=["question_id", "messages"])
@@ -81,3 +88,19 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
               "mean_response_student_tokens": row[2], "mean_student_logprob": row[3], "mean_student_rank": row[4]}
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    sp, student = ctx.section("score"), ctx.section("student")
+    for t, item, d in ctx.temperatures():
+        report = run(sp, student, t, ctx.path("generations", **item), ctx.path("questions"), ctx.path("out", **item),
+                     ctx.path("metrics", **item), progress=ctx.progress)
+        print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
+              f"mean student logprob {report['mean_student_logprob']:.3f}")
+
+
+STAGE = Stage("score", main, sections={"score": ScoreParams, "student": ModelParams}, params=("student", "score"),
+              inputs={"generations": f"data/generations/{T}", "questions": "data/questions",
+                      "miniature": "data/miniature"},
+              outputs={"out": f"data/student_scores/{T}", "metrics": f"metrics/score/{T}.json"},
+              per_temperature=True, progress=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import bisect
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,18 +34,19 @@ from tqdm import tqdm
 from . import sql, tables
 from .kernels.align import align
 from .kernels.split import split_texts
-from .params import StageError
+from .params import Count, Margin, MemorySize, NonNegative, StageError, schema
+from .stages import T, Stage
 
 _BLOCK = re.compile(r"```.*?(?:```|\Z)|\$\$.*?(?:\$\$|\Z)|\\\[.*?(?:\\\]|\Z)", re.S)
 _END = re.compile(r"\n+|(?<=[.!?])[\"'”’)\]]*[ \t]+(?=[A-Z\"'“‘(\[<])")
 
 
-@dataclass
+@schema
 class SentencesParams:
-    beta: float = 0.1
-    min_chars: int = 8
-    memory_limit: str | None = "2GB"
-    threads: int | None = None
+    beta: Margin = 0.1                     # teacher sentence: p_teacher - p_student > beta
+    min_chars: NonNegative = 8             # shorter pieces join the sentence before them
+    memory_limit: MemorySize | None = "2GB"  # DuckDB spills to disk beyond this
+    threads: Count | None = None
 
 
 def split(text: str, min_chars: int = 8) -> list[tuple[int, int]]:
@@ -90,7 +90,7 @@ def sentence_sums(batch: pa.RecordBatch, spans: tuple[np.ndarray, np.ndarray, np
     for side in ("teacher", "student"):
         tokens, logprobs = batch.column(f"{side}_starts"), batch.column(f"{side}_logprobs")
         if tokens.null_count or logprobs.null_count:
-            raise ValueError(f"{side} tokens missing (null) for some response of {batch.column('response_id')[0]}…")
+            raise StageError(f"{side} tokens missing (null) for some response of {batch.column('response_id')[0]}…")
         out[f"{side}_tokens"], out[f"{side}_logprob_sum"] = align(sent_off, starts, tokens, logprobs)
     return pa.table(out)
 
@@ -163,9 +163,9 @@ def write_sentences(batches, beta: float, out_dir: Path, spans_of, con=None, tot
 def run(sp: SentencesParams, temperature: float, generations_dir: Path, scores_dir: Path, out_dir: Path,
         metrics_path: Path, batch_rows: int = 4096) -> dict:
     if tables.read_table(generations_dir, columns=["response_id"]) is None:
-        raise FileNotFoundError(f"{generations_dir}: no generations; run `dasd generate` first")
+        raise StageError(f"{generations_dir}: no generations; run `dasd generate` first")
     if tables.read_table(scores_dir, columns=["response_id"]) is None:
-        raise FileNotFoundError(f"{scores_dir}: no student scores; run `dasd score` first")
+        raise StageError(f"{scores_dir}: no student scores; run `dasd score` first")
     con = sql.connect(memory_limit=sp.memory_limit, threads=sp.threads,
                       temp_directory=str(Path(out_dir).parent / ".duckdb-tmp"))
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in Path(generations_dir).glob("*.parquet"))
@@ -178,3 +178,19 @@ def run(sp: SentencesParams, temperature: float, generations_dir: Path, scores_d
                "sentences": sum(by_type.values()), "by_type": by_type}
     tables.write_json(summary, metrics_path)
     return summary
+
+
+def main(ctx) -> None:
+    sp = ctx.section("sentences")
+    for t, item, d in ctx.temperatures():
+        r = run(sp, t, ctx.path("generations", **item), ctx.path("student_scores", **item), ctx.path("out", **item),
+                ctx.path("metrics", **item))
+        print(f"sentences {d}: {r['sentences']} sentences in {r['responses']} responses, by type {r['by_type']}")
+
+
+STAGE = Stage("sentences", main, sections={"sentences": SentencesParams}, params=("sentences",),
+              inputs={"generations": f"data/generations/{T}",
+                      "student_scores": f"data/student_scores/{T}"},
+              outputs={"out": f"data/sentences/{T}", "metrics": f"metrics/sentences/{T}.json"},
+              per_temperature=True,
+              help="split responses into sentences, align both models' tokens, type each (teacher | student | shared)")

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import duckdb
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+def _sql_dir() -> Path:
+    """sql/ of the source tree (a checkout, an editable install), else the copy a wheel ships as
+    engine/sql_files (pyproject.toml maps one onto the other)."""
+    here = Path(__file__).resolve().parent
+    return here / "sql_files" if (here / "sql_files").is_dir() else here.parent / "sql"
+
+
+SQL_DIR = _sql_dir()
 
 # view name -> glob under data/, one entry per stage output (later stages add theirs here)
 VIEWS = {
@@ -50,11 +58,18 @@ def connect(memory_limit: str | None = None, threads: int | None = None, temp_di
     return duckdb.connect(config=config)
 
 
-def run_file(con, name: str, **variables):
-    """Run sql/<name>.sql with `variables` bound as DuckDB variables; returns the relation."""
+def run_file(con, name: str, fragments: dict[str, str] | None = None, **variables):
+    """Run sql/<name>.sql with `variables` bound as DuckDB variables; returns the relation. `fragments`:
+    SQL expressions from one of the engine's registries (never a user's value: those are variables), each
+    replacing its `/*@name*/` marker in the file — how a selector declared once in Python becomes a column."""
     for key, value in variables.items():
         con.execute(f"SET VARIABLE {key} = ?", [value])
-    return con.sql((SQL_DIR / f"{name}.sql").read_text())
+    text = (SQL_DIR / f"{name}.sql").read_text()
+    for marker, fragment in (fragments or {}).items():
+        if f"/*@{marker}*/" not in text:
+            raise KeyError(f"sql/{name}.sql has no /*@{marker}*/ marker")
+        text = text.replace(f"/*@{marker}*/", fragment)
+    return con.sql(text)
 
 
 def create_views(con, sources: dict) -> None:

@@ -20,18 +20,21 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Any, Literal, get_args
 
 import yaml
 
 from . import tables
-from .params import ParamsError
+from .params import Count, ParamsError, Positive, StageError, describe, schema
+from .stages import Stage
 
-TRAINERS = ("trl", "axolotl", "llamafactory")
+Trainer = Literal["trl", "axolotl", "llamafactory"]
+TRAINERS = get_args(Trainer)
 
 
-@dataclass
+@schema
 class Hyper:
     """The paper's SFT settings by default (METHOD.md §5): lr 5e-5 cosine to 1e-5, warmup 0.1, wd 0.1,
     Adam (0.9, 0.95, 1e-8), clip 1.0, 6 epochs, global batch 64, 64K context with packing, bf16."""
@@ -43,11 +46,11 @@ class Hyper:
     adam_beta2: float = 0.95
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
-    epochs: float = 6
-    global_batch: int = 64
-    micro_batch: int = 1
-    devices: int = 8                 # GPUs of the run the configs are for: gradient accumulation follows
-    sequence_len: int = 65536
+    epochs: Positive = 6
+    global_batch: Count = 64
+    micro_batch: Count = 1
+    devices: Count = 8                 # GPUs of the run the configs are for: gradient accumulation follows
+    sequence_len: Count = 65536
     packing: bool = True
     bf16: bool = True
     seed: int = 0
@@ -55,7 +58,7 @@ class Hyper:
                                      # ZeRO stage as configs/deepspeed.json), or a JSON file of your own
     liger: bool = False
     flash_attention: bool = False
-    max_steps: int | None = None     # a cap for smoke runs; null: the epochs decide
+    max_steps: Count | None = None     # a cap for smoke runs; null: the epochs decide
 
     def accumulation(self) -> int:
         steps = self.global_batch / (self.micro_batch * self.devices)
@@ -65,20 +68,19 @@ class Hyper:
         return int(steps)
 
 
-@dataclass
+@schema
 class TrainParams:
     base_model: str
-    trainer: str = "trl"
+    trainer: Trainer = "trl"
     # phase -> {dataset: export stage, init: base | phase, after: path DVC waits on,
     #           hyper: overrides (optional), mask_student_prefix: bool (optional)}
-    phases: dict = field(default_factory=dict)
-    hyper: dict = field(default_factory=dict)
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hyper: dict[str, Any] = field(default_factory=dict)
 
     PHASE_KEYS = {"dataset", "init", "after", "hyper", "mask_student_prefix"}
 
     def __post_init__(self):
-        if self.trainer not in TRAINERS:
-            raise ParamsError(f"train: trainer must be one of {TRAINERS}, not {self.trainer!r}")
+        self.hyper_of(None)
         for name, phase in self.phases.items():
             missing, unknown = {"dataset", "init"} - set(phase), set(phase) - self.PHASE_KEYS
             if missing or unknown:
@@ -96,12 +98,15 @@ class TrainParams:
             raise ParamsError(f"train.phases has no phase {name!r} (has: {sorted(self.phases)})")
         return self.phases[name]
 
-    def hyper_of(self, name: str) -> Hyper:
-        """`train.hyper` with the phase's own overrides."""
+    def hyper_of(self, name: str | None) -> Hyper:
+        """`train.hyper` with phase `name`'s own overrides (None: without)."""
+        overrides = (self.phase(name).get("hyper") or {}) if name is not None else {}
         try:
-            return Hyper(**{**self.hyper, **(self.phase(name).get("hyper") or {})})
-        except TypeError as e:
-            raise ParamsError(f"train.hyper / train.phases.{name}.hyper: {e}") from None
+            return Hyper(**{**self.hyper, **overrides})
+        except ParamsError as e:  # named where the value is: the phase's override, else train.hyper
+            wrong = {str(err["loc"][0]) for err in e.validation.errors() if err["loc"]} if hasattr(e, "validation") else set()
+            where = f"phases.{name}.hyper" if wrong & set(overrides) else "hyper"
+            raise ParamsError(describe(e.validation, where) if hasattr(e, "validation") else str(e)) from None
 
     def masks(self, name: str) -> bool:
         return bool(self.phase(name).get("mask_student_prefix", False))
@@ -242,7 +247,7 @@ def run_trl(tp: TrainParams, name: str, root: Path) -> dict:
     init = root / init if (root / init).exists() else init  # a local folder, else a Hub id
     data = root / dataset_path(tp, name)
     if not data.exists():
-        raise FileNotFoundError(f"{data}: no exported set for phase {name}; run `dasd export` first")
+        raise StageError(f"{data}: no exported set for phase {name}; run `dasd export` first")
     ds = datasets.load_dataset("parquet", data_files=str(data), split="train").select_columns(["messages"])
     args = trl_arguments(tp, name)
     args["output_dir"] = str(root / args["output_dir"])
@@ -281,3 +286,24 @@ def run(tp: TrainParams, name: str, root: Path, metrics_path: Path) -> dict:
     tables.write_json({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in report.items()
                        if k != "runtime_s"}, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    tp = ctx.section("train")
+    for name in [ctx.args.phase] if ctx.args.phase else list(tp.phases):
+        item = {"key": name, **tp.phase(name)}
+        r = run(tp, name, ctx.root, ctx.path("metrics", **item))
+        if tp.trainer == "trl":
+            print(f"train {name}: {r['steps']} steps on {r['examples']} examples, loss {r['first_loss']:.3f} -> "
+                  f"{r['last_loss']:.3f} ({r['runtime_s']} s)")
+
+
+def _phase_argument(parser) -> None:
+    parser.add_argument("--phase", help="one phase of train.phases (default: all, in order)")
+
+
+# a phase reads its exported set (data/export/<dataset>/train.parquet) and starts from `after`
+STAGE = Stage("train", main, sections={"train": TrainParams},
+              params=("train.trainer", "train.base_model", "train.hyper", "train.phases"),
+              inputs={"dataset": "data/export/${item.dataset}", "after": "${item.after}"},
+              outputs={"out": "data/train/${key}", "metrics": "metrics/train/${key}.json"}, arguments=_phase_argument)

@@ -18,27 +18,26 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 
 from . import tables
-from .params import ParamsError
+from .params import ParamsError, Seed, Share, StageError, schema
+from .stages import Stage
 from .sentences import split
 
 
-@dataclass
+@schema
 class TruncateParams:
-    cut: list = field(default_factory=lambda: [0.5, 1.0])  # (low, high): the cut's fraction of the rollout
-    snap: str = "token"                                     # token | sentence
-    seed: int = 0
+    cut: tuple[Share, Share] = (0.5, 1.0)  # (low, high): the cut's fraction of the rollout
+    snap: Literal["token", "sentence"] = "token"
+    seed: Seed = 0
 
     def __post_init__(self):
-        if len(self.cut) != 2 or not 0 <= self.cut[0] < self.cut[1] <= 1:
-            raise ParamsError(f"truncate.cut must be [low, high] with 0 <= low < high <= 1, not {self.cut}")
-        if self.snap not in ("token", "sentence"):
-            raise ParamsError(f"truncate.snap must be 'token' or 'sentence', not {self.snap!r}")
+        if not self.cut[0] < self.cut[1]:
+            raise ParamsError(f"cut must be [low, high] with low < high, not {list(self.cut)}")
 
 
 def unit(seed: int, key: str) -> float:
@@ -79,7 +78,7 @@ def run(tp: TruncateParams, rollouts_dir: Path, out_dir: Path, metrics_path: Pat
     cols = ["rollout_id", "question_id", "text", "finish_reason", "token_ends", "max_tokens", "student_token_count"]
     rollouts = tables.read_table(rollouts_dir, columns=cols)
     if rollouts is None:
-        raise FileNotFoundError(f"{rollouts_dir}: no rollouts; run `dasd rollout` first")
+        raise StageError(f"{rollouts_dir}: no rollouts; run `dasd rollout` first")
     kept, rejected = [], []
     for rid, qid, text, finish, ends, cap, count in zip(*(rollouts.column(c).to_pylist() for c in cols)):
         if finish != "length":
@@ -107,3 +106,13 @@ def run(tp: TruncateParams, rollouts_dir: Path, out_dir: Path, metrics_path: Pat
     assert report["truncated"] + report["rejected"] == report["input"]
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    r = run(ctx.section("truncate"), ctx.path("rollout"), ctx.path("out"), ctx.path("metrics"),
+            min_chars=ctx.value("sentences.min_chars", 8))
+    print(f"truncate: {r['input']} rollouts -> {r['truncated']} cut (by rule: {r['rejections_by_rule']})")
+
+
+STAGE = Stage("truncate", main, sections={"truncate": TruncateParams}, params=("truncate", "sentences.min_chars"),
+              inputs={"rollout": "data/rollout"}, outputs={"out": "data/truncate", "metrics": "metrics/truncate.json"})

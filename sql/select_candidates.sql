@@ -3,16 +3,11 @@
 --          sentences (one row per response × sentence with type),
 --          student_scores (student_logprobs, student_ranks), naturalness (local_naturalness; may be empty).
 -- Grain:   one row per kept response.
--- Every selector's score, except rank_surprisal: NULL unless it is the selector.
--- Scores (higher is better for every one, so one ranking rule serves all):
---   das:                count of teacher sentences (p_T - p_S > beta), or their proportion with
---                       getvariable('das_measure') = 'proportion';
---   random:             a hash of (seed, response_id): reproducible, independent of order;
---   global_naturalness: mean student token logprob;
---   rank_surprisal:     minus sum(min(student rank, 100)) / sum(student surprisal) (lower ratio is better);
---   local_naturalness:  from `naturalness` (mean over steps of the student's logprob given a short window);
---   (and each response's probability under both models, exp(mean token logprob), for the histograms);
---   score:              the one of getvariable('selector'), what select ranks by and dedup keeps the best of.
+-- Every selector's score (the registry in engine/candidates.py: one SQL expression each over the
+-- candidate's sentence counts `c`, student ranks `r` and naturalness `n`, spliced in at the scores marker;
+-- higher is better for every one, so one ranking rule serves all), each response's probability under
+-- both models, exp(mean token logprob), for the histograms, and `score`: the one of
+-- getvariable('selector'), what select ranks by and dedup keeps the best of (the score marker).
 WITH counts AS (
     SELECT response_id,
            count(*) FILTER (type = 'teacher') AS teacher_sentences,
@@ -35,20 +30,11 @@ WITH counts AS (
     SELECT k.response_id, k.question_id,
            c.teacher_sentences, c.student_sentences, c.shared_sentences, c.sentences,
            exp(c.mean_teacher_logprob) AS p_teacher, exp(c.mean_student_logprob) AS p_student,
-           CASE WHEN getvariable('das_measure') = 'proportion' THEN c.teacher_sentences / c.sentences
-                ELSE c.teacher_sentences END::DOUBLE AS das,
-           (hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE AS random,
-           c.mean_student_logprob AS global_naturalness,
-           -r.rank_surprisal_ratio AS rank_surprisal,
-           n.local_naturalness
+           /*@scores*/
     FROM kept k
     JOIN counts c USING (response_id)
     LEFT JOIN ranks r USING (response_id)
     LEFT JOIN naturalness n USING (response_id)
 )
-SELECT *, CASE getvariable('selector')
-              WHEN 'das' THEN das WHEN 'random' THEN random
-              WHEN 'global_naturalness' THEN global_naturalness
-              WHEN 'rank_surprisal' THEN rank_surprisal
-              WHEN 'local_naturalness' THEN local_naturalness END AS score
+SELECT *, /*@score*/ AS score
 FROM scores

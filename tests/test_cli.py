@@ -39,12 +39,12 @@ def test_bad_input_is_one_clear_line(tmp_path):
     params["teacher"] = {"model": "m"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     r = dasd(tmp_path, "generate")
-    assert r.returncode == 2 and "top_p must be in (0, 1]" in r.stderr
+    assert r.returncode == 2 and "generate.top_p: Input should be less than or equal to 1 (got 2)" in r.stderr
 
     params["generate"] = {"temperatures": [1.0], "nn": 2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     r = dasd(tmp_path, "generate")
-    assert r.returncode == 2 and "unknown key(s) ['nn']" in r.stderr
+    assert r.returncode == 2 and "generate.nn: unknown key (known: temperatures, n, top_p" in r.stderr
 
 
 def test_sql_reads_and_never_writes(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from conftest import SYSTEM, forward_logprobs
 from engine import continuation, responses, tables
 from engine.backends import Request, Sampling, make_backend
-from engine.params import ModelParams
+from engine.backends import ModelParams
 
 PREFIXES = {  # student-format prefixes: cut inside the reasoning, and after it closed
     "reasoning": "<think>\nFirst, 12 + 7 = 19. Then 19 - 4",

@@ -105,7 +105,8 @@ def test_wrong_answer_in_the_stage_only_for_math_with_a_reference():
     gens = gen_table([dict(response_id=r, question_id=q, text=GOOD, finish_reason="stop")
                       for r, q in (("a", "q1"), ("b", "q2"), ("c", "q3"))])
     scores = score_table([dict(response_id=r, student_token_count=10) for r in "abc"])
-    refs = {"q1": ("math", "14"), "q2": ("math", "15"), "q3": ("code", "15")}
+    refs = {q: {"domain": d, "reference_answer": a} for q, d, a in (("q1", "math", "14"), ("q2", "math", "15"),
+                                                                     ("q3", "code", "15"))}
     m = F.measures(gens, scores, F.FilterParams(rules={"wrong_answer": 0}), refs).to_pylist()
     assert [r["wrong_answer"] for r in m] == [0, 1, 0]
     assert "wrong_answer" not in F.measures(gens, scores, F.FilterParams(), refs).column_names
@@ -117,3 +118,38 @@ def test_a_response_without_a_student_score_is_named():
     with pytest.raises(StageError, match="response b has no student score"):
         F.measures(gens, scores, F.FilterParams())
     assert F.measures(gens.slice(0, 1), scores, F.FilterParams()).column("length").to_pylist() == [12]
+
+
+def test_every_rule_is_measured_once_and_every_measure_is_a_rule():
+    """The registry (engine/rules.py) and the code that measures agree: each kernel column is a rule, each
+    rule has one source, and the stage's measures table holds exactly the rules that are on."""
+    from engine import rules
+    from engine.kernels.measures import COLUMNS
+
+    by = {kind: {r.name for r in rules.RULES if r.by == kind} for kind in ("response", "kernel", "python")}
+    assert by["kernel"] == set(COLUMNS)
+    assert all(r.measure for r in rules.RULES if r.by == "python")
+    gens = gen_table([dict(response_id="a", question_id="q", text=GOOD, finish_reason="stop")])
+    scores = score_table([dict(response_id="a", student_token_count=10)])
+    every_on = F.FilterParams(rules={r.name: 1 for r in rules.RULES})
+    cols = set(F.measures(gens, scores, every_on, {"q": {"domain": "math", "reference_answer": "1"}}).column_names)
+    assert cols - {"response_id", "question_id"} == set(rules.BY_NAME)
+    default = set(F.measures(gens, scores, F.FilterParams()).column_names) - {"response_id", "question_id"}
+    assert default == {r.name for r in rules.RULES if r.by != "python" or r.default is not None}
+
+
+def test_a_python_rule_is_one_registry_entry(monkeypatch):
+    """What the README promises: a rule measured in Python is one entry in engine/rules.py; params know
+    it, the stage measures it and rejects by it."""
+    from engine import rules
+
+    short = rules.Rule("too_short", None, "fewer than 50 characters after </think>", "python",
+                       lambda text, q: float(len(text.rsplit("</think>", 1)[-1].strip()) < 50))
+    monkeypatch.setattr(rules, "RULES", rules.RULES + (short,))
+    monkeypatch.setattr(rules, "BY_NAME", {**rules.BY_NAME, "too_short": short})
+    monkeypatch.setitem(F.DEFAULT_RULES, "too_short", None)
+    gens = gen_table([dict(response_id="a", question_id="q", text=GOOD, finish_reason="stop")])
+    scores = score_table([dict(response_id="a", student_token_count=10)])
+    fp = F.FilterParams(rules={"too_short": 0})
+    _, rejections, kept = F.decide(F.measures(gens, scores, fp), fp.thresholds(), "filter")
+    assert rejections.column("rule").to_pylist() == ["too_short"] and kept.num_rows == 0

@@ -14,7 +14,9 @@ import yaml
 
 from conftest import REPO, SYSTEM
 from engine import generate, questions, tables
-from engine.params import GenerateParams, ModelParams, QuestionsParams
+from engine.backends import ModelParams
+from engine.generate import GenerateParams
+from engine.questions import QuestionsParams
 
 
 def make_project(root: Path, mini, n_questions: int, **generate_overrides) -> Path:

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 
 from engine import filter as rules
 from engine import mixed_filter, tables
-from engine.params import ModelParams
+from engine.backends import ModelParams
 
 GOOD = "<think>\nFirst, 12 + 7 = 19. Then 19 - 4 = 15.\n</think>\n\nThe answer is 15."
 

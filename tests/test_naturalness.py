@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from conftest import forward_logprobs
 from engine import naturalness, tables
-from engine.params import ModelParams
+from engine.backends import ModelParams
 from engine.score import tokenize_response
 from engine.sentences import split
 from test_generate import make_project

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import SYSTEM, shared
 from engine import questions
-from engine.params import QuestionsParams
+from engine.questions import QuestionsParams
 
 MMLU_TEMPLATE = "{question}\n\nA. {A}\nB. {B}\nC. {C}\nD. {D}"
 
@@ -132,7 +132,7 @@ def test_csv_invalid_utf8_and_short_rows(tmp_path):
 def test_params_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="give exactly one of 'path' or 'hf'"):
         run(tmp_path, [dict(name="x", domain="math", fields={"question": "q"})])
-    with pytest.raises(ValueError, match="domain 'maths'"):
+    with pytest.raises(ValueError, match=r"sources\[0\]\.domain: Input should be 'math', .* \(got 'maths'\)"):
         run(tmp_path, [dict(name="x", path="a.jsonl", domain="maths", fields={"question": "q"})])
     with pytest.raises(questions.InputError, match="file not found"):
         run(tmp_path, [dict(name="x", path="nope.jsonl", domain="math", fields={"question": "q"})])

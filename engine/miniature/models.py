@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ParamsError
+
 # ChatML-style template; `{% generation %}` marks what assistant-only losses train on (TRL).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -36,7 +38,7 @@ class ModelSpec:
 
     def __post_init__(self):
         if self.hidden_size // self.num_heads < 32:
-            raise ValueError(f"head_dim {self.hidden_size // self.num_heads} < 32: vLLM's CPU attention "
+            raise ParamsError(f"head_dim {self.hidden_size // self.num_heads} < 32: vLLM's CPU attention "
                              "rejects it (hidden_size / num_heads must be >= 32)")
 
 

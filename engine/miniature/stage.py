@@ -15,33 +15,30 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Any, Literal
 
 from .. import tables
 from . import evaluate, models, tasks, train
+from ..stages import Stage
+from ..params import Count, Seed, schema
 
 
-@dataclass
+@schema
 class MiniatureParams:
     enabled: bool = True
-    seed: int = 0
-    questions: int = 64          # the pipeline's question set
-    eval_problems: int = 64      # held out, for accuracy
-    train_problems: int = 20000  # pool the teacher's and student's training examples come from
-    corpus_problems: int = 2000  # problems whose text trains the tokenizers
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
-    teacher: dict = field(default_factory=dict)
-    student: dict = field(default_factory=dict)
-    teacher_train: dict = field(default_factory=lambda: {"steps": 500})
-    student_train: dict = field(default_factory=lambda: {"steps": 60})
-    student_target: str = "solution"  # solution | answer: what the student's brief pretraining shows it
-
-    def __post_init__(self):
-        if self.student_target not in ("solution", "answer"):
-            from ..params import ParamsError
-
-            raise ParamsError(f"miniature.student_target must be 'solution' or 'answer', not {self.student_target!r}")
+    seed: Seed = 0
+    questions: Count = 64          # the pipeline's question set
+    eval_problems: Count = 64      # held out, for accuracy
+    train_problems: Count = 20000  # pool the teacher's and student's training examples come from
+    corpus_problems: Count = 2000  # problems whose text trains the tokenizers
+    levels: list[Count] = field(default_factory=lambda: [1, 2, 3, 4])  # steps in a problem
+    teacher: dict[str, Any] = field(default_factory=dict)  # engine/miniature/models.ModelSpec
+    student: dict[str, Any] = field(default_factory=dict)
+    teacher_train: dict[str, Any] = field(default_factory=lambda: {"steps": 500})
+    student_train: dict[str, Any] = field(default_factory=lambda: {"steps": 60})
+    student_target: Literal["solution", "answer"] = "solution"  # what the student's brief pretraining shows it
 
 
 def _write(problems: list[tasks.Problem], path: Path) -> None:
@@ -90,3 +87,15 @@ def run(mp: MiniatureParams, out_dir: Path, metrics_path: Path, system_prompt: s
                         **evaluate.accuracy(folder, held_out, system_prompt)}
     tables.write_json(report, metrics_path)
     return report
+
+
+def main(ctx) -> None:
+    report = run(ctx.section("miniature"), ctx.path("out"), ctx.path("metrics"), ctx.value("system_prompt"))
+    if report["enabled"]:
+        for name in ("teacher", "student"):
+            r = report[name]
+            print(f"miniature {name}: held-out accuracy {r['accuracy']:.2f}, well-formed {r['well_formed']:.2f}")
+
+
+STAGE = Stage("miniature", main, sections={"miniature": MiniatureParams}, params=("system_prompt", "miniature"),
+              outputs={"out": "data/miniature", "metrics": "metrics/miniature.json"})

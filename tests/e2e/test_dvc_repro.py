@@ -159,3 +159,11 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     assert ran(sh(["dvc", "repro"], clone, env)) == {"questions"}
     assert "nothing to reproduce" in sh(["dvc", "status"], clone, env).lower() or \
         "up to date" in sh(["dvc", "status"], clone, env).lower()
+
+    # a change to a module a stage imports (not its own file) makes that stage stale, and only its own
+    # dependents: the deps in dvc.yaml follow the code (tests/test_stages.py holds them to it)
+    kernel = clone / "engine" / "kernels" / "repetition.py"
+    kernel.write_text(kernel.read_text() + "\n# touched\n")
+    stale = set(re.findall(r"^(\S+):", sh(["dvc", "status"], clone, env), re.M))
+    assert {"filter@0.6", "filter@1.0", "mixed_filter"} <= stale, stale
+    assert not stale & {"generate@0.6", "score@0.6", "sentences@0.6", "dedup@0.6", "truncate", "questions"}, stale
