@@ -33,9 +33,9 @@ def main():
     import pyarrow.parquet as pq
 
     from engine import generate, tables
-    from engine.backends import Request, Sampling, make_backend
+    from engine.backends import ModelParams, Request, Sampling, make_backend
+    from engine.generate import GenerateParams
     from engine.miniature import models, tasks
-    from engine.params import GenerateParams, ModelParams
 
     tmp = Path(tempfile.mkdtemp(prefix="dasd-bench-"))
     problems = tasks.make_problems(args.questions, seed=42)

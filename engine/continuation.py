@@ -23,6 +23,7 @@ import pyarrow as pa
 from . import responses, tables
 from .backends import ModelParams, Request, Sampling, make_backend
 from .generate import question_seed
+from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, ParamsError, Seed, StageError, Temperature, TopP, schema
 from .stages import Stage
@@ -61,7 +62,7 @@ def continuation_row(base: dict, prefix: str, prefill: str | None, sample, backe
 
 
 def run(cp: ContinueParams, teacher: ModelParams, truncate_dir: Path, questions_dir: Path, out_dir: Path,
-        metrics_path: Path, backend=None, progress: bool = True) -> dict:
+        metrics_path: Path, backend=None, progress: bool = True, executor=None) -> dict:
     path = Path(truncate_dir) / "truncated.parquet"
     if not path.exists():
         raise StageError(f"{path}: no truncated rollouts; run `dasd truncate` first")
@@ -101,7 +102,7 @@ def run(cp: ContinueParams, teacher: ModelParams, truncate_dir: Path, questions_
 
     run_shards(out, len(rows), cp.shard_samples, work, backend=backend, unit="sample",
                open_backend=lambda: make_backend(teacher.backend, teacher.model, teacher.revision, **teacher.options),
-               desc="continue", progress=progress)
+               desc="continue", progress=progress, executor=executor)
     done = tables.read_table(out_dir, columns=["boundary", "finish_reason", "teacher_token_count"])
     done = done.to_pylist() if done is not None else []
     report = {"input": len(rows), "continued": len(done), "teacher_tokens": sum(r["teacher_token_count"] for r in done),
@@ -116,11 +117,13 @@ def _counts(values) -> dict:
 
 def main(ctx) -> None:
     r = run(ctx.section("continue"), ctx.section("teacher"), ctx.path("truncate"), ctx.path("questions"),
-            ctx.path("out"), ctx.path("metrics"), progress=ctx.progress)
+            ctx.path("out"), ctx.path("metrics"), progress=ctx.progress,
+                executor=make_executor(ctx.section("executor"), "teacher"))
     print(f"continue: {r['continued']} of {r['input']} prefixes continued by the teacher (boundary: {r['boundary']})")
 
 
-STAGE = Stage("continue", main, sections={"continue": ContinueParams, "teacher": ModelParams},
+STAGE = Stage("continue", main,
+              sections={"continue": ContinueParams, "teacher": ModelParams, "executor": ExecutorParams},
               params=("continue", "teacher"),
               inputs={"truncate": "data/truncate", "questions": "data/questions", "miniature": "data/miniature"},
               outputs={"out": "data/continue", "metrics": "metrics/continue.json"}, progress=True)

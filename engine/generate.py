@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from . import responses, tables
 from .backends import ModelParams, Request, Sampling, make_backend
+from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, ParamsError, Seed, StageError, Temperature, TopP, schema
 from .stages import T, Stage
@@ -84,21 +85,21 @@ def fitting(backend, reqs: list[Request]) -> tuple[list[Request], list[tuple[Req
     return fit, too_long
 
 
-def write_rejections(out: tables.ShardedOutput, shard: int, too_long, temperature: float, n: int, backend) -> None:
+def rejections(too_long, temperature: float, n: int, backend) -> pa.Table | None:
     """One `prompt_too_long` rejection row per sample a too-long question would have had (so responses +
-    rejections = questions x n), beside the shard as `rejections-<shard>.parquet.r` (the suffix keeps it
-    out of the generations' *.parquet; the `rejections` view of `dasd sql` reads it)."""
+    rejections = questions x n); it lands beside the shard as `rejections-<shard>.parquet.r` (the suffix
+    keeps it out of the generations' *.parquet; the `rejections` view of `dasd sql` reads it)."""
     if not too_long:
-        return
+        return None
     rows = [dict(response_id=tables.content_hash(r.key, f"{temperature:g}", k, r.seed), stage="generate",
                  rule="prompt_too_long", value=float(tokens), threshold=float(limit),
                  detail=f"question {r.key}: {tokens} prompt tokens, context length {limit} ({backend.name})")
             for r, tokens, limit in too_long for k in range(n)]
-    out.write_side(shard, "rejections", pa.Table.from_pylist(rows, schema=tables.REJECTIONS))
+    return pa.Table.from_pylist(rows, schema=tables.REJECTIONS)
 
 
 def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_dir: Path, out_dir: Path,
-        metrics_path: Path, backend=None, progress: bool = True) -> dict:
+        metrics_path: Path, backend=None, progress: bool = True, executor=None) -> dict:
     questions = tables.read_table(questions_dir, columns=["question_id", "messages"])
     if questions is None:
         raise StageError(f"{questions_dir}: no questions; run `dasd questions` first")
@@ -110,18 +111,19 @@ def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_
     def work(backend, rows):
         reqs = [Request(ids[i], msgs[i], question_seed(gp.seed, ids[i], temperature)) for i in rows]
         reqs, too_long = fitting(backend, reqs)
-        # the shard's rejections land before the shard itself: a shard on disk has its rejections too
-        write_rejections(out, rows.start // gp.shard_questions, too_long, temperature, gp.n, backend)
         samples = backend.generate(reqs, sampling) if reqs else []
         table = pa.Table.from_pylist(list(response_rows(
             [r.key for r in reqs], samples, [r.seed for r in reqs], temperature, teacher, backend,
             backend.tokenizer)), schema=tables.GENERATIONS)
-        return table, sum(len(s.logprobs) for per_q in samples for s in per_q)
+        # the shard's rejections land before the shard itself: a shard on disk has its rejections too
+        side = rejections(too_long, temperature, gp.n, backend)
+        return table, sum(len(s.logprobs) for per_q in samples for s in per_q), \
+            ({"rejections": side} if side is not None else {})
 
     run_shards(out, len(ids), gp.shard_questions, work, backend=backend, items_per_row=gp.n, unit="sample",
                open_backend=lambda: make_backend(teacher.backend, teacher.model, teacher.revision,
                                                  logprobs_mode=gp.logprobs_mode, **teacher.options),
-               desc=f"generate T={temperature}", progress=progress)
+               desc=f"generate T={temperature}", progress=progress, executor=executor)
     return write_report(out_dir, metrics_path, temperature)
 
 
@@ -150,12 +152,14 @@ def main(ctx) -> None:
     gp, teacher = ctx.section("generate"), ctx.section("teacher")
     for t, item, d in ctx.temperatures():
         report = run(gp, teacher, t, ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item),
-                     progress=ctx.progress)
+                     progress=ctx.progress,
+                executor=make_executor(ctx.section("executor"), "teacher"))
         print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
               f"{report['teacher_tokens']} teacher tokens")
 
 
-STAGE = Stage("generate", main, sections={"generate": GenerateParams, "teacher": ModelParams},
+STAGE = Stage("generate", main,
+              sections={"generate": GenerateParams, "teacher": ModelParams, "executor": ExecutorParams},
               params=("teacher", "generate.n", "generate.top_p", "generate.max_tokens", "generate.seed",
                       "generate.logprobs_mode", "generate.shard_questions"),
               inputs={"questions": "data/questions", "miniature": "data/miniature"},

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from . import sql, tables
 from .backends import ModelParams, ScoreRequest, make_backend
+from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, NonNegative, ParamsError, schema
 from .stages import T, Stage
@@ -43,7 +44,7 @@ def step_requests(text: str, spans: list[tuple[int, int]], window: int) -> list[
 
 
 def run(np_: NaturalnessParams, student: ModelParams, temperature: float, inputs: dict[str, Path],
-        questions_dir: Path, out_dir: Path, metrics_path: Path, backend=None, progress: bool = True) -> dict:
+        questions_dir: Path, out_dir: Path, metrics_path: Path, backend=None, progress: bool = True, executor=None) -> dict:
     """`inputs`: kept (the filter's), sentences, generations (folders or files)."""
     con = sql.connect()
     sql.create_views(con, {**inputs, "questions": questions_dir})
@@ -80,7 +81,7 @@ def run(np_: NaturalnessParams, student: ModelParams, temperature: float, inputs
 
     run_shards(out, len(rows), np_.shard_responses, work, backend=backend, unit="response",
                open_backend=lambda: make_backend(student.backend, student.model, student.revision, **student.options),
-               desc=f"naturalness T={temperature}", progress=progress)
+               desc=f"naturalness T={temperature}", progress=progress, executor=executor)
     if not rows:  # disabled (or nothing kept): an empty table, so readers find the schema
         out.write_shard(0, tables.NATURALNESS.empty_table())
     report = {"temperature": temperature, "enabled": np_.enabled, "window": np_.window, "responses": len(rows)}
@@ -94,12 +95,14 @@ def main(ctx) -> None:
         r = run(np_, student, t, {"kept": ctx.path("filter", **item) / "kept.parquet",
                                   "sentences": ctx.path("sentences", **item),
                                   "generations": ctx.path("generations", **item)},
-                ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item), progress=ctx.progress)
+                ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item), progress=ctx.progress,
+                executor=make_executor(ctx.section("executor"), "student"))
         print(f"naturalness {d}: " + (f"{r['responses']} responses scored step by step (window {r['window']})"
                                       if r["enabled"] else "off (naturalness.enabled: false)"))
 
 
-STAGE = Stage("naturalness", main, sections={"naturalness": NaturalnessParams, "student": ModelParams},
+STAGE = Stage("naturalness", main,
+              sections={"naturalness": NaturalnessParams, "student": ModelParams, "executor": ExecutorParams},
               params=("naturalness", "student"),
               inputs={"filter": f"data/filter/{T}", "sentences": f"data/sentences/{T}",
                       "generations": f"data/generations/{T}", "questions": "data/questions",

@@ -20,6 +20,7 @@ import pyarrow as pa
 from . import responses, tables
 from .backends import ModelParams, Request, Sampling, make_backend
 from .generate import question_seed
+from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, Positive, Seed, StageError, Temperature, TopP, schema
 from .stages import Stage
@@ -56,7 +57,7 @@ def manifest(rp: RolloutParams, chosen: pa.Table, caps: list[int]) -> dict:
 
 
 def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, backend=None,
-        progress: bool = True) -> dict:
+        progress: bool = True, executor=None) -> dict:
     source = tables.read_table(source_dir, columns=["response_id", "question_id", "messages"])
     if source is None:
         raise StageError(f"{source_dir}: no exported set {rp.source!r}; run `dasd export` first")
@@ -87,7 +88,7 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
 
     run_shards(out, len(qids), rp.shard_questions, work, backend=backend, unit="rollout",
                open_backend=lambda: make_backend(rp.student.backend, rp.student.model, rp.student.revision, **rp.student.options),
-               desc="rollout", progress=progress)
+               desc="rollout", progress=progress, executor=executor)
     from . import sql
 
     con = sql.connect()
@@ -102,10 +103,11 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
 
 def main(ctx) -> None:
     rp = ctx.section("rollout")
-    r = run(rp, ctx.path("source"), ctx.path("out"), ctx.path("metrics"), progress=ctx.progress)
+    r = run(rp, ctx.path("source"), ctx.path("out"), ctx.path("metrics"), progress=ctx.progress,
+                executor=make_executor(ctx.section("executor"), "rollout"))
     print(f"rollout: {r['rollouts']} student answers, {r['hit_cap']} hit their cap (mean cap {r['mean_cap'] or 0:.0f} tokens)")
 
 
-STAGE = Stage("rollout", main, sections={"rollout": RolloutParams}, params=("rollout",),
+STAGE = Stage("rollout", main, sections={"rollout": RolloutParams, "executor": ExecutorParams}, params=("rollout",),
               inputs={"source": "data/export/${rollout.source}", "student": "${rollout.student.model}"},
               outputs={"out": "data/rollout", "metrics": "metrics/rollout.json"}, progress=True)

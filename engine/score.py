@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from . import tables
 from .backends import ModelParams, ScoreRequest, make_backend
+from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, StageError, schema
 from .stages import T, Stage
@@ -49,7 +50,7 @@ def manifest(sp: ScoreParams, student: ModelParams, generations_dir: Path, respo
 
 
 def run(sp: ScoreParams, student: ModelParams, temperature: float, generations_dir: Path, questions_dir: Path,
-        out_dir: Path, metrics_path: Path, backend=None, progress: bool = True) -> dict:
+        out_dir: Path, metrics_path: Path, backend=None, progress: bool = True, executor=None) -> dict:
     gens = tables.read_table(generations_dir, columns=["response_id", "question_id", "text"])
     if gens is None:
         raise StageError(f"{generations_dir}: no generations; run `dasd generate` first")
@@ -72,7 +73,7 @@ def run(sp: ScoreParams, student: ModelParams, temperature: float, generations_d
 
     run_shards(out, len(rids), sp.shard_responses, work, backend=backend, unit="response",
                open_backend=lambda: make_backend(student.backend, student.model, student.revision, **student.options),
-               desc=f"score T={temperature}", progress=progress)
+               desc=f"score T={temperature}", progress=progress, executor=executor)
     return write_report(out_dir, metrics_path, temperature)
 
 
@@ -94,12 +95,14 @@ def main(ctx) -> None:
     sp, student = ctx.section("score"), ctx.section("student")
     for t, item, d in ctx.temperatures():
         report = run(sp, student, t, ctx.path("generations", **item), ctx.path("questions"), ctx.path("out", **item),
-                     ctx.path("metrics", **item), progress=ctx.progress)
+                     ctx.path("metrics", **item), progress=ctx.progress,
+                executor=make_executor(ctx.section("executor"), "student"))
         print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
               f"mean student logprob {report['mean_student_logprob']:.3f}")
 
 
-STAGE = Stage("score", main, sections={"score": ScoreParams, "student": ModelParams}, params=("student", "score"),
+STAGE = Stage("score", main, sections={"score": ScoreParams, "student": ModelParams, "executor": ExecutorParams},
+              params=("student", "score"),
               inputs={"generations": f"data/generations/{T}", "questions": "data/questions",
                       "miniature": "data/miniature"},
               outputs={"out": f"data/student_scores/{T}", "metrics": f"metrics/score/{T}.json"},

@@ -9,8 +9,8 @@ Paths are written as dvc.yaml writes them (`data/generations/T=${item.temperatur
 resolves them the way DVC does. A stage reads only what it declared: `Run.section`, `Run.value` and
 `Run.path` refuse anything else, so an undeclared input fails in the stage's own tests.
 
-Adding a stage: a module with a docstring, a `main(ctx)` (ctx: a `Run`) and a `STAGE`; its name in `MODULES`; its entry
-in dvc.yaml (the test says what is missing).
+Adding a stage: a module with a docstring, a `main(ctx)` (ctx: a `Run`) and a `STAGE`; its name in
+`MODULES`; its entry in dvc.yaml (the test says what is missing).
 """
 from __future__ import annotations
 

@@ -223,3 +223,26 @@ def test_openai_malformed_replies_are_retried_and_a_hung_server_is_bounded(mini,
         assert f"{proxy.url}/chat/completions: no answer" in str(err.value) and "ReadTimeout" in str(err.value)
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+def test_a_fleet_answers_every_request_when_an_endpoint_fails(mini, prompts, vllm_server):
+    """Two endpoints, one failing (503 on every call), then one refusing connections: every request is
+    answered by the other with the one-server tokens, and the failing endpoint is taken out after its
+    first failure instead of being retried for each request."""
+    reqs = [Request(f"q{i}", p, seed=10 + i) for i, p in enumerate(prompts[:6])]
+    one = make_backend("openai", str(mini["teacher"]), base_url=vllm_server, served_model_name="tiny")
+    expected = one.generate(reqs, SAMPLING)
+    failing = FlakyProxy(vllm_server, failures=10**6, status=503)
+    try:
+        for bad in (failing.url, "http://127.0.0.1:9/v1"):  # port 9: nothing listens
+            fleet = make_backend("openai", str(mini["teacher"]), base_url=[bad, vllm_server], served_model_name="tiny",
+                                 concurrency=1, backoff_s=0.01, cooldown_s=60)
+            got = fleet.generate(reqs, SAMPLING)
+            assert [[s.token_ids for s in r] for r in got] == [[s.token_ids for s in r] for r in expected]
+            # a server's logprobs move in the last bits with how it batches concurrent requests, not the fleet
+            assert np.allclose(np.concatenate([s.logprobs for r in got for s in r]),
+                               np.concatenate([s.logprobs for r in expected for s in r]), atol=1e-4)
+        assert failing.calls <= 2  # out after failing (two requests may reach it before the first reply)
+    finally:
+        failing.close()

@@ -79,8 +79,8 @@ class ModelParams:
     options: dict[str, Any] = field(default_factory=dict)
 
     # options that never change what a model outputs (transport, endpoints, secrets' names)
-    TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "deadline_s", "backoff_s", "api_key_env",
-                                   "base_url"})
+    TRANSPORT_OPTIONS = frozenset({"concurrency", "max_retries", "timeout_s", "deadline_s", "backoff_s", "cooldown_s",
+                                   "api_key_env", "base_url"})
 
     def identity(self) -> dict:
         """What identifies this model's outputs, for output manifests: a local folder's content too, since

@@ -18,11 +18,19 @@ Requests run with bounded concurrency and retry with exponential backoff (and Re
 so a hung server costs at most that, not attempts x timeout; the final error is one line naming the
 endpoint and the last failure. The API key is read from the environment variable named in
 params and goes only into the Authorization header: never into logs, errors or outputs.
+
+`base_url` may be a list (a fleet of `vllm serve` processes, or routers): each request goes to the live
+endpoint with the fewest requests in flight (`concurrency` per endpoint). An endpoint that fails (a
+dropped connection, a timeout, a 5xx or 429) is taken out for `cooldown_s` (doubling while it keeps
+failing, at most 5 minutes) and the request is sent at once to another; it is tried again when its
+cooldown ends. The samples do not depend on the endpoint (per-request seeds), so a fleet writes the
+rows one server would.
 """
 from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,13 +50,23 @@ class MalformedReply(ValueError):
     pass
 
 
+class _Endpoint:
+    """One server of the fleet: its client, the requests in flight, and until when it is out."""
+
+    def __init__(self, url: str, headers: dict, timeout_s: float):
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(base_url=self.url, headers=headers,
+                                   timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)))
+        self.inflight, self.failures, self.down_until = 0, 0, 0.0
+
+
 class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self, model, revision=None, *, base_url="http://127.0.0.1:8000/v1", endpoint="chat",
                  api_key_env="OPENAI_API_KEY", concurrency=8, max_retries=6, timeout_s=600.0,
                  deadline_s=900.0, backoff_s=1.0, logprobs_mode="raw_logprobs", served_model_name=None, extra_body=None,
-                 return_token_ids=True, max_model_len=None, **options):
+                 return_token_ids=True, max_model_len=None, cooldown_s=10.0, **options):
         super().__init__(model, revision, **options)
         if endpoint not in ("chat", "completions"):
             raise ParamsError(f"openai backend: endpoint must be 'chat' or 'completions', not {endpoint!r}")
@@ -57,7 +75,11 @@ class OpenAIBackend(Backend):
         # one attempt may wait timeout_s for the reply (a long generation sends nothing until it ends);
         # all attempts of one request together at most deadline_s
         self.timeout_s, self.deadline_s = float(timeout_s), float(deadline_s)
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise ParamsError(f"openai backend: base_url must be a URL or a list of URLs, not {base_url!r}")
+        self.base_url = ", ".join(u.rstrip("/") for u in urls)  # what errors name
+        self.cooldown_s = float(cooldown_s)
         # what the server returns is the server's setting; params state it so it is recorded
         self.logprobs_mode = logprobs_mode
         self.served = served_model_name or model
@@ -71,36 +93,70 @@ class OpenAIBackend(Backend):
         key = os.environ.get(api_key_env) if api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.Client(base_url=self.base_url, headers=headers,
-                                   timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
+        self.endpoints = [_Endpoint(u, headers, self.timeout_s) for u in urls]
+        self._lock = threading.Lock()
+
+    # -- the fleet: least loaded live endpoint; a failing one is out for a while ----------------------
+    def _pick(self, avoid: _Endpoint | None) -> _Endpoint:
+        with self._lock:
+            now = time.monotonic()
+            live = [e for e in self.endpoints if e.down_until <= now]
+            choice = [e for e in live if e is not avoid] or live
+            # all out: the one back soonest (a fleet of one is always "back": backoff paces it)
+            e = min(choice, key=lambda e: e.inflight) if choice else min(self.endpoints, key=lambda e: e.down_until)
+            e.inflight += 1
+            return e
+
+    def _done(self, e: _Endpoint, failed: bool) -> bool:
+        """Release `e`; a failure takes it out for a while (the fleet has others). Returns whether another
+        endpoint is live now (then the request is retried there at once, without backing off)."""
+        with self._lock:
+            e.inflight -= 1
+            now = time.monotonic()
+            if not failed:
+                e.failures, e.down_until = 0, 0.0
+                return False
+            e.failures += 1
+            if len(self.endpoints) > 1:
+                e.down_until = now + min(self.cooldown_s * 2 ** (e.failures - 1), 300.0)
+            return any(o is not e and o.down_until <= now for o in self.endpoints)
 
     # -- one HTTP call with retries ---------------------------------------------------------------
     def _post(self, path: str, body: dict, parse):
         """POST `body`, return `parse(reply JSON)`; retried on transient failures and malformed replies
         until max_retries or the request's deadline, then one BackendError naming the endpoint."""
-        start, err = time.monotonic(), "no attempt"
+        start, err, last = time.monotonic(), "no attempt", None
         for attempt in range(self.max_retries + 1):
             left = self.deadline_s - (time.monotonic() - start)
             if left <= 0:
                 break
-            wait = None
+            e, wait = self._pick(avoid=last), None
             try:
-                r = self.client.post(path, json=body, timeout=httpx.Timeout(min(self.timeout_s, left),
-                                                                          connect=min(10.0, left)))
-            except (httpx.TimeoutException, httpx.TransportError) as e:
-                err = f"{type(e).__name__}"
+                r = e.client.post(path, json=body, timeout=httpx.Timeout(min(self.timeout_s, left),
+                                                                       connect=min(10.0, left)))
+            except (httpx.TimeoutException, httpx.TransportError) as ex:
+                err, failed = f"{e.url}: {type(ex).__name__}", True
             else:
+                failed = r.status_code != 200
                 if r.status_code == 200:
                     try:
-                        return parse(r.json())
-                    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-                        err = f"malformed reply ({type(e).__name__}: {str(e)[:200]})"
+                        result = parse(r.json())
+                    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as ex:
+                        err = f"{e.url}: malformed reply ({type(ex).__name__}: {str(ex)[:200]})"
+                    else:
+                        self._done(e, failed=False)
+                        return result
                 elif r.status_code not in RETRY_STATUS:
-                    raise BackendError(f"{self.base_url}{path}: HTTP {r.status_code}: {r.text[:300]}")
+                    self._done(e, failed=False)  # the request's fault, not the server's
+                    raise BackendError(f"{e.url}{path}: HTTP {r.status_code}: {r.text[:300]}")
                 else:
-                    err, wait = f"HTTP {r.status_code}", _retry_after(r)
+                    err, wait = f"{e.url}: HTTP {r.status_code}", _retry_after(r)
+            elsewhere = self._done(e, failed)
+            last = e
             if attempt == self.max_retries:
                 break
+            if elsewhere:
+                continue  # another endpoint is up: go there now
             pause = wait if wait is not None else self.backoff_s * 2 ** attempt * (0.5 + random.random())
             time.sleep(max(0.0, min(pause, self.deadline_s - (time.monotonic() - start))))
         raise BackendError(f"{self.base_url}{path}: no answer after {attempt + 1} attempt(s) in "
@@ -124,11 +180,12 @@ class OpenAIBackend(Backend):
         return self.max_model_len
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Sample]]:
-        with ThreadPoolExecutor(self.concurrency) as pool:
+        with ThreadPoolExecutor(self.concurrency * len(self.endpoints)) as pool:
             return list(pool.map(lambda r: self._one(r, sampling), requests))
 
     def close(self) -> None:
-        self.client.close()
+        for e in self.endpoints:
+            e.client.close()
 
 
 def _retry_after(r: httpx.Response) -> float | None:

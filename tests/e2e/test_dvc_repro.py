@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from engine import tables
 
 TEACHER_FLOOR = 0.25  # held-out exact-match accuracy of the default profile's miniature teacher
 
@@ -159,6 +160,20 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     assert ran(sh(["dvc", "repro"], clone, env)) == {"questions"}
     assert "nothing to reproduce" in sh(["dvc", "status"], clone, env).lower() or \
         "up to date" in sh(["dvc", "status"], clone, env).lower()
+
+    # the expensive data shared through a DVC remote (here a local folder; S3, GCS, SSH the same way): a
+    # colleague's clone pulls it, is up to date, and `dvc repro` samples nothing
+    remote = tmp_path / "remote"
+    sh(["dvc", "remote", "add", "-d", "store", str(remote)], clone, env)
+    sh(["dvc", "push"], clone, env)
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
+        sh(cmd, clone, env)
+    colleague = tmp_path / "colleague"
+    sh(["git", "clone", "-q", str(clone), str(colleague)], tmp_path, env)
+    sh(["dvc", "pull"], colleague, env)
+    assert ran(sh(["dvc", "repro"], colleague, env)) == set()
+    assert tables.read_table(colleague / "data" / "generations" / "T=0.6").equals(
+        tables.read_table(clone / "data" / "generations" / "T=0.6"))
 
     # a change to a module a stage imports (not its own file) makes that stage stale, and only its own
     # dependents: the deps in dvc.yaml follow the code (tests/test_stages.py holds them to it)

