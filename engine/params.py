@@ -30,6 +30,7 @@ NonNegative = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Margin = Annotated[float, Field(gt=0, lt=1)]
 Positive = Annotated[float, Field(gt=0)]
+PositiveNumber = Annotated[int | float, Field(gt=0)]  # kept as written: 6 stays 6 in rendered configs
 TopP = Annotated[float, Field(gt=0, le=1)]
 Temperature = Annotated[float, Field(ge=0)]
 MemorySize = Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$")]  # DuckDB's "2GB", "512MiB"
@@ -129,10 +130,13 @@ def load(path: Path | None = None) -> dict:
 
 
 def section(params: dict, name: str, cls):
-    """Section `name` (a dotted path: `export.mixed`) of the loaded params as schema class `cls`; every
-    mistake in it is a ParamsError `params.yaml: name.key: reason`."""
+    """Section `name` (a dotted path: `export.mixed`) of the loaded params as schema class `cls` (its
+    defaults when the file leaves out a section that has one for every key); every mistake in it is a
+    ParamsError `params.yaml: name.key: reason`."""
     where = params.get("_path", "params.yaml")
     raw = lookup(params, name)
+    if raw is None and not has_required(cls):
+        raw = {}  # a section whose every key has a default may be left out
     if raw is None:
         raise ParamsError(f"{where}: {name}: missing section (see params.yaml of the default profile)")
     if not isinstance(raw, dict):

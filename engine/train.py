@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from . import tables
-from .params import Count, ParamsError, Positive, StageError, describe, schema
+from .params import Count, ParamsError, PositiveNumber, StageError, describe, schema
 from .stages import Stage
 
 Trainer = Literal["trl", "axolotl", "llamafactory"]
@@ -46,7 +46,7 @@ class Hyper:
     adam_beta2: float = 0.95
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
-    epochs: Positive = 6
+    epochs: PositiveNumber = 6
     global_batch: Count = 64
     micro_batch: Count = 1
     devices: Count = 8                 # GPUs of the run the configs are for: gradient accumulation follows

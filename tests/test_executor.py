@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from engine import executor, generate, score, tables
 from engine.backends import ModelParams
@@ -19,6 +20,34 @@ from engine.score import ScoreParams
 from test_generate import make_project
 
 ray = pytest.importorskip("ray")
+
+
+@pytest.mark.slow
+def test_the_cli_on_ray_resumes_after_kill_9_of_the_driver(tmp_path, mini):
+    """`dasd generate` with executor.kind: ray (no cluster running: it starts a local Ray instance and stops
+    it); the driver killed with kill -9 mid-stage leaves its finished shards, and the rerun resumes at the
+    first missing one and writes the local run's rows. (First in the module: no instance of ours is up.)"""
+    from test_generate import dasd, load
+
+    whole = make_project(tmp_path / "whole", mini, 24)
+    dasd(whole, "generate", "--no-progress")
+    expected = load(whole)
+    cut = make_project(tmp_path / "cut", mini, 24)
+    params = yaml.safe_load((cut / "params.yaml").read_text())
+    params["executor"] = {"kind": "ray", "replicas": 2}
+    (cut / "params.yaml").write_text(yaml.safe_dump(params))
+    out = cut / "data" / "generations" / "T=1.0"
+    proc = dasd(cut, "generate", "--no-progress", wait=False)
+    deadline = time.time() + 180
+    while not list(out.glob("part-*.parquet")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("part-*.parquet")))
+    assert 0 < done < 12, "the kill must land mid-run"
+    r = dasd(cut, "generate")
+    assert "resumed" in r.stderr
+    assert load(cut) == expected
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +149,13 @@ def test_a_shard_that_keeps_failing_stops_the_stage_after_the_rest_is_on_disk(tm
     teacher = ModelParams(model=str(broken), backend="transformers")
     with pytest.raises(StageError, match=r"shard \d+ failed 2 times \(its replica was lost\)"):
         run_generate(root, teacher, "ray", on_ray(2, max_attempts=2))
+
+
+def test_a_replica_the_cluster_cannot_hold_is_an_error_not_a_wait(tmp_path, mini, cluster):
+    root = make_project(tmp_path, mini, 2)
+    teacher = ModelParams(model=str(mini["teacher"]), backend="transformers")
+    with pytest.raises(StageError, match="a teacher replica needs 1 CPU, 1 GPU; the cluster has 2 CPU, 0 GPU"):
+        run_generate(root, teacher, "ray", on_ray(1, num_gpus=1))
 
 
 def test_a_rerun_resumes_what_a_stopped_driver_left(tmp_path, mini, cluster):

@@ -27,7 +27,7 @@ from ..params import Count, Seed, schema
 
 @schema
 class MiniatureParams:
-    enabled: bool = True
+    enabled: bool                  # true: build the miniature; false: this profile brings its own models
     seed: Seed = 0
     questions: Count = 64          # the pipeline's question set
     eval_problems: Count = 64      # held out, for accuracy
