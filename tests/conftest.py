@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 # the public data pack lives beside the checkout (../shared/data); CI lays it out the same way
 SHARED_DATA = Path(os.environ.get("DASD_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+# the environment this session started with: an in-process vLLM engine later adds LD_PRELOAD (torch's
+# libgomp) and LD_LIBRARY_PATH to os.environ, which processes started afterwards (Ray workers) inherit
+START_ENV = dict(os.environ)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
