@@ -114,28 +114,28 @@ class Ray:
         self.pids: dict = {}  # actor -> its process id, once its backend is up
 
     def _connect(self) -> bool:
-        """Join the cluster (params address, else a running one), else start a local instance; True when
-        this process started it (and stops it at the end)."""
+        """Join the cluster (params address, else one running on this host), else start a local instance.
+        True when this process connected, so it disconnects at the end (a local instance stops with it)."""
         try:
             import ray
         except ImportError:
-            raise ParamsError("executor.kind: ray needs Ray: pip install 'ray[data]' (the Makefile's venv has it)") \
-                from None
-        if ray.is_initialized():
+            raise ParamsError("executor.kind: ray needs Ray: pip install ray (the Makefile's venv has it)") from None
+        if ray.is_initialized():  # a caller's session (a notebook, the tests): used, left running
             return False
-        env = {"RAY_DEDUP_LOGS": "0"}
-        os.environ.update({k: v for k, v in env.items() if k not in os.environ})
         address = self.ep.address or os.environ.get("RAY_ADDRESS")
-        if address is None:
-            try:  # a running cluster on this host, if there is one
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+                return True
+            try:  # a cluster running on this host (`ray start --head`), if there is one
                 ray.init(address="auto", log_to_driver=False)
                 return True
             except (ConnectionError, RuntimeError):
                 pass
-        try:
-            ray.init(address=address, log_to_driver=False, include_dashboard=False,
-                     **({} if address else {"num_cpus": max(os.cpu_count() or 1, int(self.ep.num_cpus))}))
-        except (ConnectionError, RuntimeError) as e:
+            # a local instance big enough for one replica (its actors then share this machine's cores)
+            ray.init(log_to_driver=False, include_dashboard=False,
+                     num_cpus=max(os.cpu_count() or 1, int(self.ep.num_cpus)))
+        except (ConnectionError, RuntimeError, ValueError) as e:
             raise StageError(f"executor: cannot reach the Ray cluster {address or '(local)'}: "
                              f"{str(e).splitlines()[0]}") from None
         return True
