@@ -13,7 +13,6 @@ from .params import Count, ParamsError, Seed, StageError, schema
 from .stages import T
 
 
-
 @dataclass(frozen=True)
 class Selector:
     """A way to rank the candidates of a question: `score` is a DuckDB expression over the candidate's

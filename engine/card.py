@@ -8,9 +8,8 @@ tables. Deterministic: sorted keys, no dates, so the same inputs give the same c
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import yaml

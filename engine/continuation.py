@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from . import responses, tables
 from .backends import ModelParams, Request, Sampling, make_backend
-from .generate import question_seed
 from .executor import ExecutorParams, make_executor
+from .generate import question_seed
 from .jobs import run_shards
 from .params import Count, ParamsError, Seed, StageError, Temperature, TopP, schema
 from .stages import Stage
@@ -118,7 +118,7 @@ def _counts(values) -> dict:
 def main(ctx) -> None:
     r = run(ctx.section("continue"), ctx.section("teacher"), ctx.path("truncate"), ctx.path("questions"),
             ctx.path("out"), ctx.path("metrics"), progress=ctx.progress,
-                executor=make_executor(ctx.section("executor"), "teacher"))
+            executor=make_executor(ctx.section("executor"), "teacher"))
     print(f"continue: {r['continued']} of {r['input']} prefixes continued by the teacher (boundary: {r['boundary']})")
 
 

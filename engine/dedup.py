@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from . import sql, tables
+from .candidates import POOL_INPUTS, SelectParams, pool, score_candidates
 from .kernels import minhash
 from .params import Count, ParamsError, Seed, StageError, schema
-from .stages import T, Stage
-from .candidates import POOL_INPUTS, SelectParams, pool, score_candidates
+from .stages import Stage, T
 
 
 @schema

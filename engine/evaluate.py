@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import tables
-from .miniature import evaluate, tasks
 from .errors import InputError, StageError
+from .miniature import evaluate, tasks
 from .params import Count, NonNegative, Seed, Temperature, schema
 from .stages import Stage
 

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from . import sql, tables
 from .params import NonNegative, ParamsError, Seed, StageError, Temperature, schema, temperature_dir
-from .stages import T, Stage
+from .stages import Stage, T
 
 
 def run(stage: str, temperature: float, selected_dir: Path, generations_dir: Path, questions_dir: Path,

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
-from pydantic import Field
 import pyarrow.compute as pc
+from pydantic import Field
 
 from . import rules, sql, tables
 from .kernels import repetition
 from .kernels.measures import COLUMNS, measure_texts
 from .params import NonNegative, ParamsError, StageError, schema
-from .stages import T, Stage
 from .sentences import split
+from .stages import Stage, T
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 LOOP_TAIL = 4000  # runaway loops run until max_tokens: they show in the tail

@@ -18,8 +18,7 @@ from .backends import ModelParams, Request, Sampling, make_backend
 from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, ParamsError, Seed, StageError, Temperature, TopP, schema
-from .stages import T, Stage
-
+from .stages import Stage, T
 
 
 @schema
@@ -153,7 +152,7 @@ def main(ctx) -> None:
     for t, item, d in ctx.temperatures():
         report = run(gp, teacher, t, ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item),
                      progress=ctx.progress,
-                executor=make_executor(ctx.section("executor"), "teacher"))
+                     executor=make_executor(ctx.section("executor"), "teacher"))
         print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
               f"{report['teacher_tokens']} teacher tokens")
 

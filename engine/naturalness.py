@@ -19,8 +19,8 @@ from .backends import ModelParams, ScoreRequest, make_backend
 from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, NonNegative, ParamsError, schema
-from .stages import T, Stage
 from .score import tokenize_response
+from .stages import Stage, T
 
 
 @schema

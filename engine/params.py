@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from dataclasses import MISSING
 import re
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Annotated, Literal, get_args, get_origin
 
@@ -51,7 +51,7 @@ def schema(cls=None, /):
                 init(self, *args, **kwargs)
             except ValidationError as e:
                 err = ParamsError(describe(e, c.__name__, cls=c))
-                err.validation, err.schema = e, c  # `section` words it again under the section's own name
+                err.validation = e  # `section` words it again under the section's own name
                 raise err from None
 
         c.__init__ = checked_init

@@ -18,9 +18,8 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Iterator, Literal, get_args
 
-from pydantic import Field
-
 import pyarrow as pa
+from pydantic import Field
 
 from . import sql, tables
 from .errors import InputError

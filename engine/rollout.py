@@ -19,8 +19,8 @@ import pyarrow as pa
 
 from . import responses, tables
 from .backends import ModelParams, Request, Sampling, make_backend
-from .generate import question_seed
 from .executor import ExecutorParams, make_executor
+from .generate import question_seed
 from .jobs import run_shards
 from .params import Count, Positive, Seed, StageError, Temperature, TopP, schema
 from .stages import Stage
@@ -104,7 +104,7 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
 def main(ctx) -> None:
     rp = ctx.section("rollout")
     r = run(rp, ctx.path("source"), ctx.path("out"), ctx.path("metrics"), progress=ctx.progress,
-                executor=make_executor(ctx.section("executor"), "rollout"))
+            executor=make_executor(ctx.section("executor"), "rollout"))
     print(f"rollout: {r['rollouts']} student answers, {r['hit_cap']} hit their cap (mean cap {r['mean_cap'] or 0:.0f} tokens)")
 
 

@@ -18,8 +18,8 @@ from .backends import ModelParams, ScoreRequest, make_backend
 from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, StageError, schema
-from .stages import T, Stage
 from .spans import decode_with_spans
+from .stages import Stage, T
 
 
 @schema
@@ -96,7 +96,7 @@ def main(ctx) -> None:
     for t, item, d in ctx.temperatures():
         report = run(sp, student, t, ctx.path("generations", **item), ctx.path("questions"), ctx.path("out", **item),
                      ctx.path("metrics", **item), progress=ctx.progress,
-                executor=make_executor(ctx.section("executor"), "student"))
+                     executor=make_executor(ctx.section("executor"), "student"))
         print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
               f"mean student logprob {report['mean_student_logprob']:.3f}")
 

@@ -10,9 +10,11 @@ Selectors:
 from __future__ import annotations
 
 from pathlib import Path
+
 from . import sql, tables
 from .candidates import POOL_INPUTS, REGISTRY, SelectParams, pool, score_candidates
-from .stages import T, Stage
+from .stages import Stage, T
+
 
 def run(sp: SelectParams, temperature: float, inputs: dict[str, Path], out_dir: Path, metrics_path: Path,
         plot_path: Path | None = None) -> dict:

@@ -35,7 +35,7 @@ from . import sql, tables
 from .kernels.align import align
 from .kernels.split import split_texts
 from .params import Count, Margin, MemorySize, NonNegative, StageError, schema
-from .stages import T, Stage
+from .stages import Stage, T
 
 _BLOCK = re.compile(r"```.*?(?:```|\Z)|\$\$.*?(?:\$\$|\Z)|\\\[.*?(?:\\\]|\Z)", re.S)
 _END = re.compile(r"\n+|(?<=[.!?])[\"'”’)\]]*[ \t]+(?=[A-Z\"'“‘(\[<])")

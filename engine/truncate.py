@@ -25,8 +25,8 @@ import pyarrow as pa
 
 from . import tables
 from .params import ParamsError, Seed, Share, StageError, schema
-from .stages import Stage
 from .sentences import split
+from .stages import Stage
 
 
 @schema

@@ -10,6 +10,8 @@ import time
 
 import pytest
 import yaml
+from conftest import START_ENV
+from test_generate import make_project
 
 from engine import executor, generate, score, tables
 from engine.backends import ModelParams
@@ -17,8 +19,6 @@ from engine.executor import ExecutorParams
 from engine.generate import GenerateParams
 from engine.params import StageError
 from engine.score import ScoreParams
-from conftest import START_ENV
-from test_generate import make_project
 
 ray = pytest.importorskip("ray")
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import tables
-from . import evaluate, models, tasks, train
-from ..stages import Stage
 from ..params import Count, Seed, schema
+from ..stages import Stage
+from . import evaluate, models, tasks, train
 
 
 @schema
