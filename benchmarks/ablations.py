@@ -62,7 +62,8 @@ def experiments() -> dict[str, dict]:
     return found
 
 
-def table(results: dict[str, dict]) -> str:
+def table(results: dict[str, dict], benchmark: str = "miniature") -> str:
+    """One row per experiment, one cell per phase: accuracy [95% interval] (well-formed share) on `benchmark`."""
     rows = ["| experiment | what changes | base | after stage 1 | after stage 2 (no mixed) | after stage 3 (mixed) |",
             "|---|---|---|---|---|---|"]
     for name, (what, _) in ABLATIONS.items():
@@ -72,12 +73,14 @@ def table(results: dict[str, dict]) -> str:
             continue
         cells = []
         for phase in PHASES:
-            m = ev["models"].get(phase)
-            cells.append("—" if m is None else f"{m['accuracy']:.3f} ({m['well_formed']:.2f})")
+            m = (ev["models"].get(phase) or {}).get(benchmark)
+            cells.append("—" if m is None else
+                         f"{m['accuracy']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] ({m['well_formed']:.2f})")
         rows.append(f"| `{name}` | {what} | " + " | ".join(cells) + " |")
-    first = next(iter(results.values()), None)
-    note = (f"\naccuracy avg@{first['samples']} over {first['problems']} held-out problems at "
-            f"T={first['temperature']} (well-formed share in brackets)") if first else ""
+    first = next((m for ev in results.values() for per in ev["models"].values() for b, m in per.items()
+                  if b == benchmark), None)
+    note = (f"\naccuracy avg@{first['answers'] // first['answered']} over {first['problems']} problems of "
+            f"`{benchmark}`, its 95% bootstrap interval over problems, well-formed share in brackets") if first else ""
     return "\n".join(rows) + note
 
 

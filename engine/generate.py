@@ -1,4 +1,5 @@
 """Stage `generate@T`: n teacher samples per question at temperature T, every token's logprob kept.
+The questions are those `decontaminate` kept (data/decontaminate/kept.parquet).
 
 Output `data/generations/T=<t>/part-*.parquet` (schema `tables.GENERATIONS`) is persisted across
 runs: a shard holds all samples of a fixed slice of questions and is written atomically, so a run
@@ -101,7 +102,7 @@ def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_
         metrics_path: Path, backend=None, progress: bool = True, executor=None) -> dict:
     questions = tables.read_table(questions_dir, columns=["question_id", "messages"])
     if questions is None:
-        raise StageError(f"{questions_dir}: no questions; run `dasd questions` first")
+        raise StageError(f"{questions_dir}: no questions; run `dasd questions` and `dasd decontaminate` first")
     out = tables.ShardedOutput(out_dir, manifest(gp, teacher, temperature, questions)).open()
     ids, msgs = questions.column("question_id").to_pylist(), questions.column("messages").to_pylist()
     sampling = Sampling(n=gp.n, temperature=temperature, top_p=gp.top_p, max_tokens=gp.max_tokens,
@@ -150,7 +151,7 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
 def main(ctx) -> None:
     gp, teacher = ctx.section("generate"), ctx.section("teacher")
     for t, item, d in ctx.temperatures():
-        report = run(gp, teacher, t, ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item),
+        report = run(gp, teacher, t, ctx.path("questions") / "kept.parquet", ctx.path("out", **item), ctx.path("metrics", **item),
                      progress=ctx.progress,
                      executor=make_executor(ctx.section("executor"), "teacher"))
         print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
@@ -161,6 +162,6 @@ STAGE = Stage("generate", main,
               sections={"generate": GenerateParams, "teacher": ModelParams, "executor": ExecutorParams},
               params=("teacher", "generate.n", "generate.top_p", "generate.max_tokens", "generate.seed",
                       "generate.logprobs_mode", "generate.shard_questions"),
-              inputs={"questions": "data/questions", "miniature": "data/miniature"},
+              inputs={"questions": "data/decontaminate", "miniature": "data/miniature"},
               outputs={"out": f"data/generations/{T}", "metrics": f"metrics/generate/{T}.json"},
               per_temperature=True, progress=True)

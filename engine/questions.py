@@ -198,7 +198,7 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _text(value, label, line, name) -> str:
+def question_text(value, label, line, name) -> str:
     """A question's text: a string and nothing else. Numbers, booleans, NaN and bytes are not converted
     (`b'What is 1+1?'` is no question). U+FFFD is a legitimate character: invalid UTF-8 is caught where the
     bytes are decoded (JSONL, CSV), and Parquet / Arrow strings are valid UTF-8 by construction."""
@@ -211,7 +211,7 @@ def _text(value, label, line, name) -> str:
     return value
 
 
-def _answer(value, label, line, name) -> str | None:
+def answer_text(value, label, line, name) -> str | None:
     """A reference answer: text, or an integer / finite number written as text (GSM8K-style numeric
     answers); booleans, NaN and bytes are errors."""
     if value is None:
@@ -237,17 +237,17 @@ def stage_row(src: Source, label: str, line: int, row: dict, system_prompt: str 
             question = src.template.format_map(row)
         except KeyError as e:
             raise InputError(label, line, e.args[0], "missing (used by template)") from None
-        question = _text(question, label, line, "template")
+        question = question_text(question, label, line, "template")
     else:
         if q_col not in row:
             raise InputError(label, line, q_col, "missing")
-        question = _text(row[q_col], label, line, q_col)
+        question = question_text(row[q_col], label, line, q_col)
     a_col = src.fields.answer
     answer = None
     if a_col is not None:
         if a_col not in row:
             raise InputError(label, line, a_col, "missing")
-        answer = _answer(row[a_col], label, line, a_col)
+        answer = answer_text(row[a_col], label, line, a_col)
     domain = src.domain
     if src.domain_field:
         if src.domain_field not in row:

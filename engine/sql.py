@@ -23,6 +23,8 @@ SQL_DIR = _sql_dir()
 VIEWS = {
     "questions": "questions/*.parquet",
     "quarantine": "quarantine/*.parquet",
+    "decontaminate_kept": "decontaminate/kept.parquet",
+    "contamination": "decontaminate/rejections.parquet",  # one row per question, not per response
     "generations": "generations/*/*.parquet",
     "student_scores": "student_scores/*/*.parquet",
     "sentences": "sentences/*/*.parquet",
@@ -31,7 +33,8 @@ VIEWS = {
     "dedup_clusters": "dedup/*/clusters.parquet",
     "dedup_kept": "dedup/*/kept.parquet",
     # every stage that removes responses: per temperature (filter, dedup) or not (truncate, mixed_filter)
-    "rejections": ["*/*/rejections.parquet", "*/rejections.parquet", "generations/*/rejections-*.parquet.r"],
+    "rejections": ["*/*/rejections.parquet", "truncate/rejections.parquet", "mixed_filter/rejections.parquet",
+                   "generations/*/rejections-*.parquet.r"],
     "selected": "select/*/selected.parquet",
     "exports": "export/*/train.parquet",
     "rollouts": "rollout/*.parquet",

@@ -25,7 +25,7 @@ from typing import Callable
 from . import params as P
 
 # stage modules, in pipeline order (the order of `dasd --help` and of dvc.yaml)
-MODULES = ("engine.miniature.stage", "engine.questions", "engine.generate", "engine.score", "engine.sentences",
+MODULES = ("engine.miniature.stage", "engine.questions", "engine.decontaminate", "engine.generate", "engine.score", "engine.sentences",
            "engine.filter", "engine.naturalness", "engine.dedup", "engine.select", "engine.export",
            "engine.train", "engine.rollout", "engine.truncate", "engine.continuation", "engine.mixed_filter",
            "engine.evaluate", "engine.publish", "engine.importer")

@@ -41,6 +41,33 @@ QUESTIONS = pa.schema([
     ("duplicates", pa.int32()),          # how many input rows collapsed into this one (>= 1)
 ])
 
+# One row per question that shares text with a benchmark item (data/decontaminate/rejections.parquet).
+CONTAMINATION = pa.schema([
+    ("question_id", pa.string()),
+    ("source", pa.string()),
+    ("source_id", pa.string()),
+    ("benchmark", pa.string()),          # the params `benchmarks` set
+    ("item_id", pa.string()),            # the benchmark item it matched
+    ("rule", pa.string()),               # exact | ngram | fuzzy
+    ("value", pa.float64()),             # ngram: n-grams shared with that item; fuzzy: the ratio; exact: 1
+    ("threshold", pa.float64()),         # the value must exceed it (ngram, exact: 0) or reach it (fuzzy)
+    ("evidence", pa.string()),           # ngram: the first shared n-gram; exact, fuzzy: the item's text
+])
+
+# One row per answer of an evaluated model to a benchmark problem (data/evaluate/<model>/<benchmark>/).
+EVALUATION = pa.schema([
+    ("model", pa.string()),              # the name in params evaluate.models (base, stage1, …)
+    ("benchmark", pa.string()),
+    ("item_id", pa.string()),
+    ("sample_index", pa.int32()),
+    ("seed", pa.int64()),
+    ("text", pa.string()),
+    ("finish_reason", pa.string()),
+    ("response_tokens", pa.int32()),
+    ("correct", pa.bool_()),             # engine/answers.py for the benchmark's kind
+    ("well_formed", pa.bool_()),         # reasoning closed and an answer of the kind stated
+])
+
 # One row per input row a stage could not use (on_error: quarantine); data/quarantine/<stage>.parquet.
 QUARANTINE = pa.schema([
     ("stage", pa.string()),
@@ -321,7 +348,9 @@ def write_csv(table: pa.Table, path: Path) -> None:
 
 
 def read_table(folder: Path, columns: list[str] | None = None) -> pa.Table | None:
-    files = sorted(Path(folder).glob("*.parquet"))
+    """Every Parquet file of `folder` as one table (a file path: that file); None when there is none."""
+    folder = Path(folder)
+    files = [folder] if folder.is_file() else sorted(folder.glob("*.parquet"))
     if not files:
         return None
     return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)

@@ -52,3 +52,74 @@ def test_sections_and_boxes():
     assert final_section("a</think>b</think>c") == "c" and final_section("no close") is None
     assert last_boxed(r"\boxed{1} and \boxed{\frac{a}{b}}") == r"\frac{a}{b}"
     assert last_boxed(r"\boxed{unclosed") is None and last_boxed("none") is None
+
+
+# -- choice and code -------------------------------------------------------------------------------
+
+def test_mmlu_letters():
+    from engine.answers import choice_correct, final_letter
+
+    rows = [json.loads(line) for line in open(shared("science", "mmlu_science_test.jsonl"))]
+    assert len(rows) == 1397 and {r["answer"] for r in rows} == {"A", "B", "C", "D"}
+    forms = ["The answer is ({})", "Answer: {}", "**Answer:** {}.", "$\\boxed{{{}}}$", "{}", "(\\text{{{}}})"]
+    for i, r in enumerate(rows):
+        right, wrong = r["answer"], "ABCD"[("ABCD".index(r["answer"]) + 1) % 4]
+        form = forms[i % len(forms)]
+        if form.startswith("(\\text"):
+            form = "$\\boxed{{\\text{{{}}}}}$"
+        assert choice_correct(f"<think>\nA or B? {wrong}.\n</think>\n\n" + form.format(right), right), (i, form)
+        assert not choice_correct("<think>\nx\n</think>\n\n" + form.format(wrong), right)
+    assert final_letter("<think>\nthe answer is B\n") is None      # never closed: no answer
+    assert final_letter("<think>\nx\n</think>\n\nAnswer: A, no wait, the answer is C") == "C"
+    assert final_letter("<think>\nx\n</think>\n\nI think so.") is None
+
+
+def humaneval_tests(r):
+    return {"format": "check", "prompt": r["question"], "test": r["test"], "entry_point": r["entry_point"]}
+
+
+def mbpp_tests(r):
+    return {"format": "asserts", "asserts": r["test_list"], "setup": r["test_setup_code"]}
+
+
+def fenced(code: str) -> str:
+    return f"<think>\nLet me write it.\n</think>\n\n```python\n{code}\n```\n"
+
+
+def test_canonical_solutions_pass_their_tests_and_broken_ones_fail():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.answers import code_correct
+
+    he = [json.loads(line) for line in open(shared("code", "humaneval.jsonl"))]
+    mbpp = [json.loads(line) for line in open(shared("code", "mbpp.jsonl"))]
+    mbpp = [r for r in mbpp if r["split"] == "test"][::5]  # 100 of the 500 test problems: a subprocess each
+    assert len(he) == 164 and len(mbpp) == 100
+    jobs = [(fenced(r["canonical_solution"]), humaneval_tests(r)) for r in he]
+    # HumanEval's completion form: the body alone, appended to the prompt's signature
+    jobs += [(f"<think>\nx\n</think>\n\n```python\n{r['canonical_solution']}```", humaneval_tests(r)) for r in he[:5]]
+    jobs += [(fenced(r["answer"]), mbpp_tests(r)) for r in mbpp]
+    with ThreadPoolExecutor(2) as pool:
+        passed = list(pool.map(lambda j: code_correct(*j, timeout=10), jobs))
+    assert [j[1].get("entry_point") or j[1]["asserts"][0] for j, ok in zip(jobs, passed) if not ok] == []
+    # an empty body, another problem's solution, a program that never ends, one with no code, one unclosed
+    he0 = humaneval_tests(he[0])
+    assert not code_correct(fenced(he[0]["question"] + "    pass\n"), he0)
+    assert not code_correct(fenced(he[1]["canonical_solution"]), he0)
+    assert not code_correct(fenced("while True:\n    pass"), mbpp_tests(mbpp[0]), timeout=2)
+    assert not code_correct("<think>\nx\n</think>\n\nI could not do it.", he0)
+    assert not code_correct("<think>\n```python\n" + he[0]["canonical_solution"] + "```", he0)
+
+
+def test_stdio_tests_and_the_guard():
+    from engine.answers import code_correct, run_program
+
+    tests = {"format": "stdio", "cases": [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4\n", "output": "6"}]}
+    assert code_correct(fenced("a, b = map(int, input().split())\nprint(a + b)"), tests)
+    assert not code_correct(fenced("a, b = map(int, input().split())\nprint(a * b)"), tests)
+    # no network, no shelling out, no deleting: the program fails instead
+    assert not run_program("import socket\nsocket.create_connection(('127.0.0.1', 9))")[0]
+    assert not run_program("import os\nos.system('true')")[0]
+    assert not run_program("import shutil\nshutil.rmtree('/tmp')")[0]
+    assert not run_program("x = bytearray(4 << 30)", memory_mb=256)[0]  # over the memory limit
+    assert run_program("print(sum(range(10)))") == (True, "45\n")

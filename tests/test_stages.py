@@ -183,6 +183,15 @@ MISTAKES = [
     (set_key("truncate.cut", [0.9, 0.1]), "truncate: cut must be [low, high] with low < high"),
     (set_key("export.stages.stage1.temperature", "warm"), "export.stages.stage1.temperature:"),
     (set_key("rollout.student.format", "xml"), "rollout.student.format:"),
+    (set_key("benchmarks.miniature.kind", KeyError), "benchmarks.miniature.kind: required"),
+    (set_key("benchmarks.miniature.kind", "essay"), "benchmarks.miniature.kind: Input should be 'math'"),
+    (set_key("benchmarks.miniature.fields.answer", KeyError), "benchmarks.miniature.fields.answer: required"),
+    (set_key("benchmarks.humaneval", {"path": "h.jsonl", "kind": "code", "fields": {"question": "q"}}),
+     "benchmarks.humaneval.tests: required"),
+    (set_key("benchmarks.humaneval", {"path": "h.jsonl", "kind": "code", "fields": {"question": "q"},
+                                      "tests": {"format": "check", "test": "test"}}),
+     "benchmarks.humaneval.tests.entry_point: required"),
+    (set_key("decontaminate.ngram", 0), "decontaminate.ngram: Input should be greater than or equal to 1"),
 ]
 
 

@@ -47,7 +47,7 @@ def check_options(name: str, options: dict) -> None:
         raise ParamsError(f"backend {name!r}: unknown option(s) {unknown}; known: {sorted(option_names(name))}")
 
 
-def _looks_local(model: str) -> bool:
+def looks_local(model: str) -> bool:
     # a Hub id is `name` or `owner/name`; anything with more parts, or starting like a path, is a folder
     return model.startswith((".", "/", "~")) or model.count("/") > 1 or Path(model).exists()
 
@@ -59,7 +59,7 @@ def make_backend(name: str, model: str, revision: str | None = None, **options) 
         raise ParamsError(f"logprobs_mode must be one of {LOGPROBS_MODES}, not {options['logprobs_mode']!r}")
     if name != "openai":  # a served model's name is the server's business
         for what, path in (("model", model), ("tokenizer", options.get("tokenizer"))):
-            if path and _looks_local(path) and not Path(path).expanduser().exists():
+            if path and looks_local(path) and not Path(path).expanduser().exists():
                 raise ParamsError(f"{what} folder {path} not found (build it first, e.g. `dvc repro miniature`, "
                                   "or give a Hub id owner/name)")
     try:

@@ -43,7 +43,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     # the default profile's teacher and student, on a smaller question set
     params["miniature"].update(questions=8)
     params["generate"].update(n=2, shard_questions=4)
-    params["evaluate"].update(samples=1, temperature=0, max_new_tokens=64)
+    params["benchmarks"]["miniature"].update(samples=1, temperature=0, max_tokens=64)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site"), DVC_NO_ANALYTICS="1")
@@ -55,7 +55,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     out = sh(["dvc", "repro"], clone, env)
     per_t = {f"{stage}@{t}" for stage in ("generate", "score", "sentences", "filter", "naturalness", "dedup", "select") for t in ("0.6", "1.0")}
     downstream = {"rollout", "truncate", "continue", "mixed_filter", "export_mixed", "train@stage3", "evaluate"}
-    assert ran(out) == {"miniature", "questions", "export@stage1", "export@stage2", "train@stage1",
+    assert ran(out) == {"miniature", "questions", "decontaminate", "export@stage1", "export@stage2", "train@stage1",
                         "train@stage2"} | per_t | downstream
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
     assert mini["teacher"]["train"]["steps"] == 600 and mini["teacher"]["problems"] == 64
@@ -121,7 +121,8 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     # the student before training and after each phase, on the held-out problems
     ev = json.loads((clone / "metrics" / "evaluate.json").read_text())
     assert list(ev["models"]) == ["base", "stage1", "stage2", "stage3"]
-    assert all(m["problems"] == m["answers"] == 64 for m in ev["models"].values())
+    assert all(m["miniature"]["problems"] == m["miniature"]["answers"] == 64 for m in ev["models"].values())
+    assert json.loads((clone / "metrics" / "decontaminate.json").read_text())["kept"] == 8
     plot = list(csv.DictReader(open(clone / "plots" / "evaluate.csv")))
     assert [r["model"] for r in plot] == list(ev["models"]) and "well_formed" in plot[0]
     # the Hub repository (the frozen publish stage did not run above): every set as a config, the card's
