@@ -40,10 +40,16 @@ def _load(args) -> tuple[Path, dict]:
 def run_stage(args) -> None:
     from . import numerics
 
-    root, params = _load(args)
-    stages.check(params, set(args.dasd_stage.sections))  # the whole file, before the stage looks at anything
+    stage = args.dasd_stage
+    try:
+        root, params = _load(args)
+    except P.ParamsError:
+        if args.params or not (stage.anywhere and stage.anywhere(args)):
+            raise
+        root, params = Path.cwd(), {"_path": "(defaults: no project here)"}  # e.g. `dasd filter --input`
+    stages.check(params, set(stage.sections))  # the whole file, before the stage looks at anything
     numerics.pin_for(params)  # before any stage loads torch: the default profile's bits, whatever the machine
-    args.dasd_stage.main(stages.Run(args.dasd_stage, args, root, params))
+    stage.main(stages.Run(stage, args, root, params))
 
 
 def cmd_params(args) -> None:

@@ -6,6 +6,9 @@ thresholds of params (`filter.rules`) and writes one rejection row per failed ru
 (response_id, stage, rule, value, threshold). A response is kept when no rule fails, so
 kept + rejected = input exactly, per temperature, per domain and per rule (metrics/filter/T=<t>.json).
 
+`dasd filter --input SRC --out DIR` runs the same rules on any dataset of responses (a local file or a
+Hub dataset; options below, engine/filter_dataset.py), outside the pipeline and outside any project.
+
 Rules (`value > threshold` rejects; the registry is engine/rules.py, defaults in parentheses):
 """
 from __future__ import annotations
@@ -27,8 +30,11 @@ from .sentences import split
 from .stages import Stage, T
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-LOOP_TAIL = 4000  # runaway loops run until max_tokens: they show in the tail
-LOOP_PERIODS = range(10, 201)  # a loop repeats a piece of 10-200 characters
+# a loop repeats a piece of 10 to 4,096 characters (looping traces repeat units of 236 and 247
+# characters, beyond the 200 first looked at); runaway loops run until max_tokens, so they show in the
+# tail, which holds 9 copies of the longest piece. Cost per text: ~tail x ln(4096 / 10) comparisons.
+LOOP_PERIODS = range(10, 4097)
+LOOP_TAIL = 9 * 4096
 SENTENCE_MIN_CHARS = 8  # params sentences.min_chars' default: the filter splits as the sentences stage does
 
 DEFAULT_RULES = rules.DEFAULTS  # rule -> default threshold (None: off)
@@ -90,8 +96,13 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
     m["dup_para_frac"], m["dup_para_char_frac"] = _dup_stats(paras)
     m["dup_sentence_frac"], _ = _dup_stats(sents)
     # n-gram statistics describe long texts (Gopher applies them to documents of 50+ words); on a
-    # short answer one repeated phrase is most of the text, so below ngram_min_words they read 0
-    m.update(repetition.ngram_stats_reference(text, ngram_min_words))
+    # short answer one repeated phrase is most of the text, so below ngram_min_words they read 0. The
+    # reasoning and the answer are measured apart, the larger value counting: a final answer that
+    # restates the reasoning repeats it once, which is not a loop (measured on the whole text, it
+    # rejected short, clean traces)
+    head, tail = text.split(THINK_CLOSE, 1) if closed else (text, "")
+    parts = [repetition.ngram_stats_reference(x, ngram_min_words) for x in (head, tail)]
+    m.update({k: max(p[k] for p in parts) for k in parts[0]})
     m["runaway_repeats"] = max(repetition.tandem_repeats_reference(text[-LOOP_TAIL:], LOOP_PERIODS),
                                _longest_run(sents))
     return m
@@ -182,6 +193,10 @@ def run(fp: FilterParams, temperature: float, generations_dir: Path, scores_dir:
 
 def main(ctx) -> None:
     fp, min_chars = ctx.section("filter"), ctx.value("sentences.min_chars", SENTENCE_MIN_CHARS)
+    if getattr(ctx.args, "input", None):  # any dataset: engine/filter_dataset.py
+        from . import filter_dataset
+
+        return filter_dataset.main(ctx, fp, min_chars)
     for t, item, d in ctx.temperatures():
         r = run(fp, t, ctx.path("generations", **item), ctx.path("student_scores", **item), ctx.path("questions"),
                 ctx.path("out", **item), ctx.path("metrics", **item), min_chars=min_chars)
@@ -193,7 +208,14 @@ STAGE = Stage("filter", main, sections={"filter": FilterParams}, params=("filter
               inputs={"generations": f"data/generations/{T}",
                       "student_scores": f"data/student_scores/{T}", "questions": "data/questions"},
               outputs={"out": f"data/filter/{T}", "metrics": f"metrics/filter/{T}.json"},
-              per_temperature=True)
+              per_temperature=True, arguments=lambda p: _dataset_arguments(p),
+              anywhere=lambda args: bool(getattr(args, "input", None)))
+
+
+def _dataset_arguments(p) -> None:
+    from .filter_dataset import arguments
+
+    arguments(p)
 
 
 __doc__ += rules.describe() + "\n"  # the rule list, from the registry

@@ -3,10 +3,13 @@ else is derived from this list: the known keys of params `filter.rules`, the def
 `dasd filter --help`, the rules `mixed_filter` applies, the card's thresholds. A response fails a rule
 when its value > the threshold; a threshold of null turns the rule off.
 
-Defaults: Gopher's web-text values where real reasoning traces pass them (paragraph, sentence and
-top-n-gram rules); where they do not, the 99th percentile of 870 real traces (DeepSeek-R1, R1-distill,
-Qwen2.5-Math CoT in ../shared/data/traces), rounded up: long reasoning repeats lines ("Wait,") and
-5-10-grams far more than web pages — Gopher's 0.15 for 5-grams rejects over half of those traces.
+Defaults, derived by one rule from every complete, correct real trace in ../shared/data (DeepSeek-R1,
+R1-Distill-Qwen-7B and -Llama-8B, gpt-oss-20b, Qwen2.5-Math CoT; benchmarks/filter_families.py prints
+them by family): Gopher's web-text value (or the paragraph / sentence rule's own), raised where those
+traces exceed it to 1.1 x their largest value, rounded up to 0.05. Reasoning repeats lines ("Wait,",
+`\\[`), enumerations ("which are not allowed") and 5-10-grams far more than web pages: Gopher's 0.15
+for 5-grams rejects over half of those traces, and its top-n-gram values rejected clean enumerations.
+Loops stay far beyond every limit (their values near 1; `runaway_repeats` counts the copies).
 
 How a rule is measured (`by`):
 - "response": from the response's record (its finish reason, its length in student tokens);
@@ -42,10 +45,11 @@ def _wrong_answer(text: str, question: dict) -> float:
 
 
 def _ngram_rules() -> list[Rule]:
+    # each measured on the reasoning and on the answer apart, the larger counting (engine/filter.py)
     top = [Rule(f"top_{n}gram_char_frac", d, f"share of characters covered by the most frequent word {n}-gram")
-           for n, d in ((2, 0.2), (3, 0.18), (4, 0.16))]
+           for n, d in ((2, 0.25), (3, 0.3), (4, 0.25))]
     dup = [Rule(f"dup_{n}gram_char_frac", d, f"share of characters covered by word {n}-grams that occur more than once")
-           for n, d in ((5, 0.5), (6, 0.45), (7, 0.44), (8, 0.4), (9, 0.36), (10, 0.32))]
+           for n, d in ((5, 0.6), (6, 0.6), (7, 0.6), (8, 0.6), (9, 0.5), (10, 0.5))]
     return top + dup
 
 
@@ -56,14 +60,14 @@ RULES: tuple[Rule, ...] = (
     Rule("missing_reasoning", 0, "1 unless the response opens with <think> and reasons inside it"),
     Rule("unclosed_reasoning", 0, "1 if <think> is never closed"),
     Rule("empty_answer", 0, "1 if nothing follows </think>"),
-    Rule("dup_line_frac", 0.5, "share of lines that repeat an earlier line (Gopher)"),
+    Rule("dup_line_frac", 0.6, "share of lines that repeat an earlier line (Gopher)"),
     Rule("dup_para_frac", 0.3, "share of paragraphs that repeat an earlier one (Gopher)"),
     Rule("dup_sentence_frac", 0.3, "share of sentences (the sentences stage's) that repeat an earlier one"),
-    Rule("dup_line_char_frac", 0.2, "share of characters in repeated lines (Gopher)"),
+    Rule("dup_line_char_frac", 0.45, "share of characters in repeated lines (Gopher)"),
     Rule("dup_para_char_frac", 0.2, "share of characters in repeated paragraphs (Gopher)"),
     *_ngram_rules(),
-    Rule("runaway_repeats", 8, "the most consecutive repeats of one piece of 10-200 characters, or of one "
-                               "sentence (loops)"),
+    Rule("runaway_repeats", 8, "the most consecutive repeats of one piece of 10-4,096 characters in the last "
+                               "36,864, or of one sentence (loops)"),
     Rule("wrong_answer", None, "math questions with a reference answer: 1 unless the final answer (the last "
                                "\\boxed{} after </think>) equals it by math-verify (engine/answers.py); others 0. "
                                "Off by default, as in the paper", "python", _wrong_answer),

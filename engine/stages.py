@@ -50,6 +50,8 @@ class Stage:
     progress: bool = False               # long (model calls): a progress bar, --no-progress
     arguments: Callable[[argparse.ArgumentParser], None] | None = None  # its own command-line options
     dvc: bool = True                     # a DVC stage (`import` is a command, not a stage)
+    # for these command lines the stage also runs outside a project (params: --params, else defaults)
+    anywhere: Callable[[argparse.Namespace], bool] | None = None
     help: str = ""                       # the one-line summary, if not the docstring's (two stages, one module)
     module: str = ""                     # filled by `registry`: the module that declared it
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import shared
+from conftest import REPO, shared
 from engine import filter as F
 from engine import tables
 from engine.params import StageError
@@ -25,7 +25,7 @@ FAILING = {
     "missing_reasoning": ("The answer is 14.", "stop", 10),
     "unclosed_reasoning": ("<think>\nWe add 3 and 4 to get 7. The answer is 7.", "stop", 10),
     "empty_answer": ("<think>\nWe add 3 and 4.\n</think>\n\n  ", "stop", 10),
-    "dup_line_frac": ("<think>\n" + "Check again.\nHmm.\n" * 5 + "Next line here.\n</think>\n\nOk.", "stop", 10),
+    "dup_line_frac": ("<think>\n" + "Check again.\nHmm.\n" * 8 + "Next line here.\n</think>\n\nOk.", "stop", 10),
     "dup_para_frac": ("<think>\n" + "We try again now.\n\n" * 4 + "Done.\n</think>\n\nOk.", "stop", 10),
     "dup_sentence_frac": ("<think>\n" + "Let me check. " * 6 + "Then some other words here. Fine.\n</think>\n\nOk.", "stop", 10),
     "top_2gram_char_frac": ("<think>\n" + "so so " * 60 + "\n</think>\n\nOk.", "stop", 10),
@@ -43,14 +43,30 @@ def test_each_rule_fails_its_case_and_passes_the_good_one(rule):
         assert F.measure(good, "stop", 1000)[rule] <= th[rule], rule
 
 
-def test_default_thresholds_keep_most_real_reasoning_traces():
-    th = F.FilterParams().thresholds()
-    rows = [json.loads(line) for line in open(shared("traces", "traces_qwen25math_cot_rm_example.jsonl"))][:200]
-    rows += [json.loads(line) for line in open(shared("traces", "traces_math500_r1_and_distill.jsonl"))]
-    structure = {"missing_reasoning", "empty_answer", "unclosed_reasoning"}  # these traces lack <think>
-    failed = [r for r in rows if any(v > th[k] for k, v in F.measure(r["response"], "stop", 1000).items()
-                                     if k not in structure)]
-    assert len(failed) / len(rows) < 0.06, f"{len(failed)} of {len(rows)} real traces rejected"
+def test_default_thresholds_by_family_on_every_real_trace():
+    """benchmarks/filter_families.py's figures (the README table): at most 2% of each family's complete
+    traces rejected, every truncated one rejected by the structure rules alone, loops still rejected."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("filter_families", REPO / "benchmarks" / "filter_families.py")
+    families = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(families)
+    figs = families.figures()
+    assert {n: f["complete"] for n, f in figs.items()} == {
+        "DeepSeek-R1 (API)": 30, "R1-Distill-Qwen-7B": 19, "R1-Distill-Llama-8B": 20, "gpt-oss-20b (harmony)": 2,
+        "Qwen2.5-Math CoT (no markers)": 800}
+    for name, f in figs.items():
+        assert f["complete_rejected"] <= 0.02 * f["complete"], (name, f["rejected_by_rule"])
+        if f["truncated"]:
+            assert f["truncated_rejected_by_structure"] == f["truncated"], name
+    # the same real traces looping at the end (a paragraph, a 236-character piece) are rejected
+    trace = families.family_texts("DeepSeek-R1 (API)")[0]
+    reasoning, answer = trace.split("</think>", 1)
+    paragraph = reasoning.split("\n\n")[3] + "\n\n"
+    looping = [reasoning + paragraph * 20 + "</think>" + answer, reasoning + (paragraph * 4)[:236] * 32]
+    table, th = families.measured(looping)
+    assert families.rejected(table, th, list(th)).all()
+    assert all(v > th["runaway_repeats"] for v in table.column("runaway_repeats").to_pylist())
 
 
 def test_stage_accounting_and_rejection_rows(tmp_path):

@@ -84,19 +84,55 @@ def repetition_cases() -> list[str]:
 
 
 @pytest.mark.parametrize("min_words", [0, 100])
-def test_filter_measures_kernel_matches_the_definition(min_words):
+def test_filter_measures_kernel_matches_the_definition(min_words, monkeypatch):
     from engine import filter as F
     from engine.kernels.measures import COLUMNS, GOPHER, gopher_texts, measure_texts
+    from engine.kernels.repetition import KEYS, ngram_stats_reference
     from test_filter import FAILING, GOOD
 
+    # periods up to 512 here (the numpy reference costs a pass over the tail per period); the full range
+    # is held to the reference on long loops below
+    monkeypatch.setattr(F, "LOOP_PERIODS", range(10, 513))
+    monkeypatch.setattr(F, "LOOP_TAIL", 9 * 512)
     texts = repetition_cases() + [text for text, _, _ in FAILING.values()] + [GOOD] + SPLIT_CASES
     got = measure_texts(pa.array(texts), F.SENTENCE_MIN_CHARS, min_words, F.LOOP_TAIL, F.LOOP_PERIODS)
     for text, row in zip(texts, got):
         want = F.measure(text, "stop", 0, min_words)
         assert dict(zip(COLUMNS, row.tolist())) == {k: want[k] for k in COLUMNS}, text[:60]
-    assert np.array_equal(gopher_texts(pa.array(texts), min_words), got[:, :len(GOPHER)])
+    # Gopher alone: the same line and paragraph statistics; its n-grams over the whole text
+    gopher = gopher_texts(pa.array(texts), min_words)
+    assert np.array_equal(gopher[:, :4], got[:, :4])
+    assert [dict(zip(KEYS, row[4:len(GOPHER)].tolist())) for row in gopher] == \
+        [ngram_stats_reference(t, min_words) for t in texts]
     loops = measure_texts(pa.array(["Let me verify the sum once more. " * 12]), 8, 0, 4000, range(10, 201))
     assert loops[0, COLUMNS.index("runaway_repeats")] == 12
+
+
+def test_loops_of_long_pieces_are_found_at_every_period():
+    """Looping traces repeat units of 236 and 247 characters (beyond the 200 once looked at); pieces up to
+    4,096 characters are found, by the kernel and the definition alike, in the tail of a real trace."""
+    from engine import filter as F
+    from engine.kernels.measures import COLUMNS, measure_texts
+    from engine.kernels.repetition import tandem_repeats_reference
+
+    trace = real_traces()[0]
+    words = trace.split()
+    cases = {}
+    for period, copies in ((236, 32), (247, 34), (1000, 9), (4000, 9), (5000, 9)):
+        unit = ""
+        k = 0
+        while len(unit) < period:  # a piece of real text, exactly `period` characters
+            unit += words[k % len(words)] + " "
+            k += 1
+        cases[(period, copies)] = trace[:-200] + unit[:period] * copies
+    got = measure_texts(pa.array(list(cases.values())), 8, 100, F.LOOP_TAIL, F.LOOP_PERIODS)
+    for ((period, copies), text), row in zip(cases.items(), got):
+        found = row[COLUMNS.index("runaway_repeats")]
+        if period <= F.LOOP_PERIODS.stop - 1:
+            assert found >= copies, (period, found)
+            assert tandem_repeats_reference(text[-F.LOOP_TAIL:], F.LOOP_PERIODS) == found
+        else:  # longer than the longest piece looked at
+            assert found < 8, (period, found)
 
 
 def test_filter_measures_in_chunks_equal_one_pass(monkeypatch):

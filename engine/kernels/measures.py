@@ -95,10 +95,17 @@ def _paragraphs(codes, t0, t1, a, b):
 
 
 @numba.njit(cache=True)
-def _gopher_one(codes, t0, t1, ngram_min_words, a, b, out):
-    """The GOPHER statistics of codes[t0:t1] into out[0:13]; a, b: scratch of t1 - t0 + 1 items."""
+def _lines_paragraphs(codes, t0, t1, a, b, out):
+    """Gopher's duplicated line and paragraph statistics of codes[t0:t1] into out[0:4]; a, b: scratch of
+    t1 - t0 + 1 items."""
     out[0], out[1] = _dup_stats(codes, a, b, _lines(codes, t0, t1, a, b))
     out[2], out[3] = _dup_stats(codes, a, b, _paragraphs(codes, t0, t1, a, b))
+
+
+@numba.njit(cache=True)
+def _gopher_one(codes, t0, t1, ngram_min_words, a, b, out):
+    """The GOPHER statistics of codes[t0:t1], the whole text, into out[0:13]."""
+    _lines_paragraphs(codes, t0, t1, a, b, out)
     ngram_stats_codes(codes[t0:t1], ngram_min_words, out[4:4 + len(NGRAM_KEYS)])
 
 
@@ -107,15 +114,24 @@ def _measure_one(codes, t0, t1, min_chars, ngram_min_words, loop_tail, pmin, pma
     n = t1 - t0
     a = np.empty(n + 1, dtype=np.int64)
     b = np.empty(n + 1, dtype=np.int64)
-    _gopher_one(codes, t0, t1, ngram_min_words, a, b, out)
+    close = find(codes, t0, t1, _CLOSE)
+    closed = close >= 0
+    _lines_paragraphs(codes, t0, t1, a, b, out)
+    # n-gram statistics of the reasoning and of the answer, each over its own characters, the larger
+    # counting: an answer that restates the reasoning repeats it once, which is not a loop
+    grams = out[4:4 + len(NGRAM_KEYS)]
+    ngram_stats_codes(codes[t0:close if closed else t1], ngram_min_words, grams)
+    if closed:
+        answer = np.zeros(len(NGRAM_KEYS))
+        ngram_stats_codes(codes[close + _CLOSE.shape[0]:t1], ngram_min_words, answer)
+        for k in range(len(NGRAM_KEYS)):
+            grams[k] = max(grams[k], answer[k])
     at = len(GOPHER)
     # structure: <think> reasoning </think> answer
     i = t0
     while i < t1 and is_space(codes[i]):
         i += 1
     opened = matches(codes, i, t1, _OPEN)
-    close = find(codes, t0, t1, _CLOSE)
-    closed = close >= 0
     out[at] = not opened or blank(codes, i + _OPEN.shape[0], close if closed else t1)
     out[at + 1] = opened and not closed
     out[at + 2] = not closed or blank(codes, close + _CLOSE.shape[0], t1)
