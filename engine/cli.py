@@ -41,15 +41,17 @@ def run_stage(args) -> None:
     from . import numerics
 
     stage = args.dasd_stage
+    mode = stages.mode(stage)
+    main = mode.main if mode and mode.wanted(args) else stage.main
     try:
         root, params = _load(args)
     except P.ParamsError:
-        if args.params or not (stage.anywhere and stage.anywhere(args)):
+        if args.params or main is stage.main:
             raise
-        root, params = Path.cwd(), {"_path": "(defaults: no project here)"}  # e.g. `dasd filter --input`
+        root, params = Path.cwd(), {"_path": "(defaults: no project here)"}  # `dasd filter --input` anywhere
     stages.check(params, set(stage.sections))  # the whole file, before the stage looks at anything
     numerics.pin_for(params)  # before any stage loads torch: the default profile's bits, whatever the machine
-    stage.main(stages.Run(stage, args, root, params))
+    main(stages.Run(stage, args, root, params))
 
 
 def cmd_params(args) -> None:

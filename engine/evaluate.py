@@ -230,7 +230,7 @@ def arguments(p) -> None:
 # data/miniature and data/train; the benchmark files are params, as the question sources are
 STAGE = Stage("evaluate", main, sections={"evaluate": EvaluateParams, "benchmarks": Benchmarks,
                                           "student": ModelParams, "executor": ExecutorParams},
-              params=("evaluate", "benchmarks", "student.backend", "student.format", "student.options", "system_prompt"),
+              params=("evaluate", "benchmarks", "student", "system_prompt"),  # student: its backend and options
               inputs={"miniature": "data/miniature", "train": "data/train"},
               outputs={"out": "data/evaluate", "plot": "plots/evaluate.csv", "metrics": "metrics/evaluate.json"},
               progress=True, arguments=arguments)

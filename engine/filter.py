@@ -7,7 +7,8 @@ thresholds of params (`filter.rules`) and writes one rejection row per failed ru
 kept + rejected = input exactly, per temperature, per domain and per rule (metrics/filter/T=<t>.json).
 
 `dasd filter --input SRC --out DIR` runs the same rules on any dataset of responses (a local file or a
-Hub dataset; options below, engine/filter_dataset.py), outside the pipeline and outside any project.
+Hub dataset; options below, engine/filter_dataset.py, a mode of this command that is not part of the
+stage), outside the pipeline and outside any project.
 
 Rules (`value > threshold` rejects; the registry is engine/rules.py, defaults in parentheses):
 """
@@ -31,10 +32,11 @@ from .stages import Stage, T
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 # a loop repeats a piece of 10 to 4,096 characters (looping traces repeat units of 236 and 247
-# characters, beyond the 200 first looked at); runaway loops run until max_tokens, so they show in the
-# tail, which holds 9 copies of the longest piece. Cost per text: ~tail x ln(4096 / 10) comparisons.
+# characters, beyond the 200 first looked at); runaway loops run until max_tokens, so they show at the
+# end: a piece of p characters is looked for in the last max(LOOP_TAIL, 9p) characters, 9 copies of it
+# (engine/kernels/repetition.py), ~LOOP_TAIL x ln(444 / 10) + 9 x 3,650 comparisons per text.
 LOOP_PERIODS = range(10, 4097)
-LOOP_TAIL = 9 * 4096
+LOOP_TAIL = 4000
 SENTENCE_MIN_CHARS = 8  # params sentences.min_chars' default: the filter splits as the sentences stage does
 
 DEFAULT_RULES = rules.DEFAULTS  # rule -> default threshold (None: off)
@@ -103,7 +105,7 @@ def measure(text: str, finish_reason: str, student_tokens: int, ngram_min_words:
     head, tail = text.split(THINK_CLOSE, 1) if closed else (text, "")
     parts = [repetition.ngram_stats_reference(x, ngram_min_words) for x in (head, tail)]
     m.update({k: max(p[k] for p in parts) for k in parts[0]})
-    m["runaway_repeats"] = max(repetition.tandem_repeats_reference(text[-LOOP_TAIL:], LOOP_PERIODS),
+    m["runaway_repeats"] = max(repetition.tandem_repeats_reference(text, LOOP_PERIODS, LOOP_TAIL),
                                _longest_run(sents))
     return m
 
@@ -193,10 +195,6 @@ def run(fp: FilterParams, temperature: float, generations_dir: Path, scores_dir:
 
 def main(ctx) -> None:
     fp, min_chars = ctx.section("filter"), ctx.value("sentences.min_chars", SENTENCE_MIN_CHARS)
-    if getattr(ctx.args, "input", None):  # any dataset: engine/filter_dataset.py
-        from . import filter_dataset
-
-        return filter_dataset.main(ctx, fp, min_chars)
     for t, item, d in ctx.temperatures():
         r = run(fp, t, ctx.path("generations", **item), ctx.path("student_scores", **item), ctx.path("questions"),
                 ctx.path("out", **item), ctx.path("metrics", **item), min_chars=min_chars)
@@ -208,14 +206,7 @@ STAGE = Stage("filter", main, sections={"filter": FilterParams}, params=("filter
               inputs={"generations": f"data/generations/{T}",
                       "student_scores": f"data/student_scores/{T}", "questions": "data/questions"},
               outputs={"out": f"data/filter/{T}", "metrics": f"metrics/filter/{T}.json"},
-              per_temperature=True, arguments=lambda p: _dataset_arguments(p),
-              anywhere=lambda args: bool(getattr(args, "input", None)))
-
-
-def _dataset_arguments(p) -> None:
-    from .filter_dataset import arguments
-
-    arguments(p)
+              per_temperature=True)
 
 
 __doc__ += rules.describe() + "\n"  # the rule list, from the registry

@@ -1,5 +1,6 @@
 """`dasd filter --input SRC --out DIR`: the filter's rules on any dataset of responses, not only the
-pipeline's own (OpenThoughts, Sky-T1, AM-DeepSeek-R1-Distilled, DASD's released sets, a local file).
+pipeline's own (OpenThoughts, Sky-T1, AM-DeepSeek-R1-Distilled, DASD's released sets, a local file). A
+mode of the `filter` command (engine/stages.py MODES), not part of the pipeline's filter stage.
 
 SRC is a local JSONL / JSON / Parquet / CSV file, a dataset folder, or a Hub dataset id (`--split`,
 `--config`). `--text-field` names the response (a path into the row: `response`,
@@ -144,8 +145,15 @@ def arguments(p) -> None:
     g.add_argument("--config", help="Hub dataset config")
 
 
-def main(ctx, fp, min_chars: int) -> None:
+def wanted(args) -> bool:
+    return bool(getattr(args, "input", None))
+
+
+def main(ctx) -> None:
+    from .filter import SENTENCE_MIN_CHARS
+
     args = ctx.args
+    fp, min_chars = ctx.section("filter"), ctx.value("sentences.min_chars", SENTENCE_MIN_CHARS)
     if not args.out:
         raise StageError("--input needs --out DIR (where kept.parquet, rejections.parquet and report.json go)")
     r = run(args, fp, min_chars)

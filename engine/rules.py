@@ -66,8 +66,8 @@ RULES: tuple[Rule, ...] = (
     Rule("dup_line_char_frac", 0.45, "share of characters in repeated lines (Gopher)"),
     Rule("dup_para_char_frac", 0.2, "share of characters in repeated paragraphs (Gopher)"),
     *_ngram_rules(),
-    Rule("runaway_repeats", 8, "the most consecutive repeats of one piece of 10-4,096 characters in the last "
-                               "36,864, or of one sentence (loops)"),
+    Rule("runaway_repeats", 8, "the most consecutive repeats of one piece of p = 10-4,096 characters in the "
+                               "last max(4,000, 9p), or of one sentence (loops)"),
     Rule("wrong_answer", None, "math questions with a reference answer: 1 unless the final answer (the last "
                                "\\boxed{} after </think>) equals it by math-verify (engine/answers.py); others 0. "
                                "Off by default, as in the paper", "python", _wrong_answer),

@@ -33,6 +33,12 @@ MODULES = ("engine.miniature.stage", "engine.questions", "engine.decontaminate",
 # a per-temperature path's folder, as dvc.yaml's matrix spells it: f"data/filter/{T}"
 T = "T=${item.temperature}"
 
+# Modes of a stage's command outside the pipeline: the module's `arguments(parser)` join the subcommand,
+# and when its `wanted(args)` is true its `main(ctx)` runs instead of the stage's, also outside any
+# project (params: --params, else the defaults). Named here, not in the stage's module, so the stage's
+# DVC deps do not hold code its pipeline run never imports. `dasd filter --input SRC --out DIR`:
+MODES = {"filter": "engine.filter_dataset"}
+
 # top-level keys of params.yaml that are values, not sections
 VALUES = ("system_prompt",)
 
@@ -50,8 +56,6 @@ class Stage:
     progress: bool = False               # long (model calls): a progress bar, --no-progress
     arguments: Callable[[argparse.ArgumentParser], None] | None = None  # its own command-line options
     dvc: bool = True                     # a DVC stage (`import` is a command, not a stage)
-    # for these command lines the stage also runs outside a project (params: --params, else defaults)
-    anywhere: Callable[[argparse.Namespace], bool] | None = None
     help: str = ""                       # the one-line summary, if not the docstring's (two stages, one module)
     module: str = ""                     # filled by `registry`: the module that declared it
 
@@ -178,4 +182,11 @@ def add_commands(sub) -> None:
             s.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
         if stage.arguments:
             stage.arguments(s)
+        if stage.name in MODES:
+            mode(stage).arguments(s)
         s.set_defaults(dasd_stage=stage)  # not `stage`: export has a --stage option
+
+
+def mode(stage: Stage):
+    """The module of `stage`'s command mode outside the pipeline (MODES), or None."""
+    return importlib.import_module(MODES[stage.name]) if stage.name in MODES else None

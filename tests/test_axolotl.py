@@ -24,20 +24,31 @@ from engine.params import load, section
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled",
            TOKENIZERS_PARALLELISM="false")
 
-# run inside Axolotl's venv: validate, preprocess, then report each prepared example's masking
+# run inside Axolotl's venv, once for every config given (one interpreter: importing Axolotl is most of the
+# cost): validate, preprocess (its own CLI entry point, in its project folder), then report each prepared
+# example's masking, one JSON line per config
 CHECK = r"""
-import json, sys, glob
+import json, os, sys, glob
+args = sys.argv[1:]
+sys.argv = sys.argv[:1]  # the preprocess CLI parses the command line too
 from axolotl.cli.config import load_cfg
-cfg = load_cfg(sys.argv[1])
-import subprocess
-r = subprocess.run([sys.executable, "-m", "axolotl.cli.preprocess", sys.argv[1]], capture_output=True, text=True)
-if r.returncode:
-    print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr); sys.exit(r.returncode)
+from axolotl.cli.preprocess import do_cli
 from datasets import load_from_disk
-path = sorted(p for p in glob.glob(str(cfg.dataset_prepared_path) + "/*") if not p.endswith(".lock"))[0]
-ds = load_from_disk(path)
-print(json.dumps([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in ds]))
+for path in args:
+    os.chdir(os.path.dirname(path))
+    cfg = load_cfg(path)
+    do_cli(config=path)
+    prepared = sorted(p for p in glob.glob(str(cfg.dataset_prepared_path) + "/*") if not p.endswith(".lock"))[0]
+    print("ROWS " + json.dumps([{"input_ids": row["input_ids"], "labels": row["labels"]} for row in load_from_disk(prepared)]))
 """
+
+MSGS = [{"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples does he have?"}]
+ANSWERS = {"r1": "<think>\nTom starts with 3 apples. He buys 4 more, so 3 + 4 = 7.\n</think>\n\nThe answer is 7.",
+           "r2": "<think>\n3 + 4 = 7.\n</think>\n\nThe answer is 7."}
+PREFIX, CONT = "<think>\nTom starts with 3 apples.\n", "He buys 4 more, so 3 + 4 = 7.\n</think>\n\nThe answer is 7."
+OFF_TEXT = "<think>\n3 + 4 = 7.\n</think>\n\nSeven apples."
+HYPER = {"global_batch": 2, "micro_batch": 1, "devices": 1, "sequence_len": 512, "packing": False, "bf16": False}
 
 
 @pytest.fixture(scope="module")
@@ -45,89 +56,94 @@ def axolotl_python():
     return trainer_python("DASD_AXOLOTL_PYTHON", ".venv-axolotl", "axolotl")
 
 
-def test_export_preprocesses_in_axolotl_with_assistant_only_labels(tmp_path, mini, axolotl_python):
+def stage1_project(root, mini) -> dict:
+    """An exported stage-1 set (two responses to one question) and the config `dasd train` renders for it."""
+    tables.write_parquet(pa.Table.from_pylist([dict(question_id="q", domain="math", messages=MSGS)]),
+                         root / "questions" / "q.parquet")
+    tables.write_parquet(pa.table({"response_id": list(ANSWERS), "question_id": ["q", "q"],
+                                   "text": list(ANSWERS.values())}), root / "gen" / "p.parquet")
+    sel = [dict(response_id=r, question_id="q", temperature=0.6, selector="das", score=1.0, rank=k + 1,
+                teacher_sentences=1, student_sentences=0, shared_sentences=0, sentences=1) for k, r in enumerate(ANSWERS)]
+    tables.write_parquet(pa.Table.from_pylist(sel, schema=tables.SELECTED), root / "sel" / "selected.parquet")
+    export.run("stage1", 0.6, root / "sel", root / "gen", root / "questions", root / "data" / "export" / "stage1",
+               root / "m.json")
+    # paths relative to the project root, as in a project
+    tp = train.TrainParams(base_model=str(mini["student"]), phases={"stage1": {"dataset": "stage1", "init": "base"}},
+                           hyper=HYPER)
+    return train.axolotl_config(tp, "stage1")
+
+
+def stage3_project(root, mini, mask: bool) -> dict:
+    """An exported mixed-policy set (one student prefix + teacher continuation, one off-policy row)."""
+    tables.write_parquet(pa.Table.from_pylist([dict(question_id="q", domain="math", messages=MSGS)]),
+                         root / "questions" / "q.parquet")
+    sample = dict(sample_id="s1", rollout_id="r1", question_id="q", cut_token=5, cut_fraction=0.6,
+                  prefix_chars=len(PREFIX), boundary="ok", seed=1, teacher_model="t", backend="vllm", text=PREFIX + CONT,
+                  finish_reason="stop", teacher_token_count=3, token_ids=[], token_logprobs=[], token_starts=[],
+                  token_ends=[], raw_output="")
+    tables.write_parquet(pa.Table.from_pylist([sample], schema=tables.CONTINUATIONS), root / "continue" / "p.parquet")
+    tables.write_parquet(pa.table({"response_id": ["s1"], "question_id": ["q"]}), root / "kept.parquet")
+    off = dict(messages=[dict(m, train_detail=None) for m in MSGS + [{"role": "assistant", "content": OFF_TEXT}]],
+               response_id="t1", question_id="q", domain="math", temperature=1.0, selector="das", score=1.0,
+               teacher_sentences=1, sentences=1, policy="off_policy", prefix_chars=0, cut_fraction=None)
+    tables.write_parquet(pa.Table.from_pylist([off], schema=tables.EXPORT), root / "data" / "export" / "stage2" / "train.parquet")
+    export.run_mixed(export.MixedExportParams(off_policy_samples=1, off_policy_from=["stage2"]), 1.0,
+                     root / "kept.parquet", root / "continue", root / "questions", root / "data" / "export",
+                     root / "m.json")
+    tp = train.TrainParams(base_model=str(mini["student"]), trainer="axolotl",
+                           phases={"stage3": {"dataset": "stage3", "init": "base", "mask_student_prefix": mask}},
+                           hyper=HYPER)
+    return train.axolotl_config(tp, "stage3")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, mini, axolotl_python) -> dict[str, list[dict]]:
+    """Each project's config validated and preprocessed by Axolotl (one process for all): name -> rows."""
+    projects = {"stage1": stage1_project, "stage3-mask": lambda r, m: stage3_project(r, m, True),
+                "stage3-whole": lambda r, m: stage3_project(r, m, False)}
+    paths = []
+    for name, build in projects.items():
+        root = tmp_path_factory.mktemp(name)
+        cfg = build(root, mini)
+        if name == "stage1":
+            assert cfg["gradient_accumulation_steps"] == 2 and cfg["cosine_min_lr_ratio"] == pytest.approx(0.2)
+        (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+        paths.append(str(root / "cfg.yaml"))
+    r = subprocess.run([axolotl_python, "-c", CHECK, *paths], capture_output=True, text=True, env=ENV, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    rows = [json.loads(line[5:]) for line in r.stdout.splitlines() if line.startswith("ROWS ")]
+    assert len(rows) == len(projects)
+    return dict(zip(projects, rows))
+
+
+def test_export_preprocesses_in_axolotl_with_assistant_only_labels(prepared, mini):
     from transformers import AutoTokenizer
 
-    msgs = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples does he have?"}]
-    answers = {"r1": "<think>\nTom starts with 3 apples. He buys 4 more, so 3 + 4 = 7.\n</think>\n\nThe answer is 7.",
-               "r2": "<think>\n3 + 4 = 7.\n</think>\n\nThe answer is 7."}
-    tables.write_parquet(pa.Table.from_pylist([dict(question_id="q", domain="math", messages=msgs)]),
-                         tmp_path / "questions" / "q.parquet")
-    tables.write_parquet(pa.table({"response_id": list(answers), "question_id": ["q", "q"],
-                                   "text": list(answers.values())}), tmp_path / "gen" / "p.parquet")
-    sel = [dict(response_id=r, question_id="q", temperature=0.6, selector="das", score=1.0, rank=k + 1,
-                teacher_sentences=1, student_sentences=0, shared_sentences=0, sentences=1) for k, r in enumerate(answers)]
-    tables.write_parquet(pa.Table.from_pylist(sel, schema=tables.SELECTED), tmp_path / "sel" / "selected.parquet")
-    export.run("stage1", 0.6, tmp_path / "sel", tmp_path / "gen", tmp_path / "questions",
-               tmp_path / "data" / "export" / "stage1", tmp_path / "m.json")
-    # the config `dasd train` renders for phase stage1 (paths relative to the project root, as in a project)
-    tp = train.TrainParams(base_model=str(mini["student"]), phases={"stage1": {"dataset": "stage1", "init": "base"}},
-                           hyper={"global_batch": 2, "micro_batch": 1, "devices": 1, "sequence_len": 512,
-                                  "packing": False, "bf16": False})
-    cfg = train.axolotl_config(tp, "stage1")
-    assert cfg["gradient_accumulation_steps"] == 2 and cfg["cosine_min_lr_ratio"] == pytest.approx(0.2)
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([axolotl_python, "-c", CHECK, str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
-                       env=ENV, cwd=tmp_path, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = prepared["stage1"]
     assert len(rows) == 2
     tok = AutoTokenizer.from_pretrained(mini["student"])
     trained = [tok.decode([i for i, lab in zip(row["input_ids"], row["labels"]) if lab != -100]) for row in rows]
-    for text in answers.values():  # the whole assistant turn, reasoning and answer, is trained (rows may be shuffled)
+    for text in ANSWERS.values():  # the whole assistant turn, reasoning and answer, is trained (rows may be shuffled)
         assert sum(text in t for t in trained) == 1
     for t in trained:  # and nothing of the system prompt or the question
         assert "helpful assistant" not in t and "apples and buys" not in t
 
 
-def preprocess(axolotl_python, tmp_path, cfg: dict, name: str) -> list[dict]:
-    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([axolotl_python, "-c", CHECK, str(tmp_path / f"{name}.yaml")], capture_output=True, text=True,
-                       env=ENV, cwd=tmp_path, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("mask", [True, False])
-def test_stage3_masks_the_student_prefix_in_axolotl_when_asked(tmp_path, mini, axolotl_python, mask):
+def test_stage3_masks_the_student_prefix_in_axolotl_when_asked(prepared, mini, mask):
     """mask_student_prefix: true -> the student's prefix gets label -100 and the teacher's continuation its
     ids; false (the paper's default) -> the whole assistant turn is trained. Off-policy rows: whole turn."""
     from transformers import AutoTokenizer
 
-    msgs = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples does he have?"}]
-    prefix, cont = "<think>\nTom starts with 3 apples.\n", "He buys 4 more, so 3 + 4 = 7.\n</think>\n\nThe answer is 7."
-    off_text = "<think>\n3 + 4 = 7.\n</think>\n\nSeven apples."
-    tables.write_parquet(pa.Table.from_pylist([dict(question_id="q", domain="math", messages=msgs)]),
-                         tmp_path / "questions" / "q.parquet")
-    sample = dict(sample_id="s1", rollout_id="r1", question_id="q", cut_token=5, cut_fraction=0.6,
-                  prefix_chars=len(prefix), boundary="ok", seed=1, teacher_model="t", backend="vllm", text=prefix + cont,
-                  finish_reason="stop", teacher_token_count=3, token_ids=[], token_logprobs=[], token_starts=[],
-                  token_ends=[], raw_output="")
-    tables.write_parquet(pa.Table.from_pylist([sample], schema=tables.CONTINUATIONS), tmp_path / "continue" / "p.parquet")
-    tables.write_parquet(pa.table({"response_id": ["s1"], "question_id": ["q"]}), tmp_path / "kept.parquet")
-    off = dict(messages=[dict(m, train_detail=None) for m in msgs + [{"role": "assistant", "content": off_text}]],
-               response_id="t1", question_id="q", domain="math", temperature=1.0, selector="das", score=1.0,
-               teacher_sentences=1, sentences=1, policy="off_policy", prefix_chars=0, cut_fraction=None)
-    tables.write_parquet(pa.Table.from_pylist([off], schema=tables.EXPORT), tmp_path / "data" / "export" / "stage2" / "train.parquet")
-    export.run_mixed(export.MixedExportParams(off_policy_samples=1, off_policy_from=["stage2"]), 1.0,
-                     tmp_path / "kept.parquet", tmp_path / "continue", tmp_path / "questions", tmp_path / "data" / "export",
-                     tmp_path / "m.json")
-    tp = train.TrainParams(base_model=str(mini["student"]), trainer="axolotl",
-                           phases={"stage3": {"dataset": "stage3", "init": "base", "mask_student_prefix": mask}},
-                           hyper={"global_batch": 2, "micro_batch": 1, "devices": 1, "sequence_len": 512,
-                                  "packing": False, "bf16": False})
-    rows = preprocess(axolotl_python, tmp_path, train.axolotl_config(tp, "stage3"), "stage3")
     tok = AutoTokenizer.from_pretrained(mini["student"])
     trained = {}
-    for row in rows:
+    for row in prepared["stage3-mask" if mask else "stage3-whole"]:
         text = tok.decode(row["input_ids"])
         kept = [i for i, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
         assert all(lab in (-100, i) for i, lab in zip(row["input_ids"], row["labels"]))  # a label is -100 or its id
         trained["mixed" if "Tom starts" in text else "off"] = tok.decode(kept)
-    assert trained["off"] == off_text + "<|im_end|>"
-    assert trained["mixed"] == (cont if mask else prefix + cont) + "<|im_end|>"
+    assert trained["off"] == OFF_TEXT + "<|im_end|>"
+    assert trained["mixed"] == (CONT if mask else PREFIX + CONT) + "<|im_end|>"
 
 
 SCHEMA = r"""

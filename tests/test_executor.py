@@ -1,5 +1,5 @@
 """The Ray executor on a real local Ray instance (2 CPUs), replicas of the tiny transformers and vLLM-CPU
-models: the same rows as the local loop at 1 and 2 replicas, a replica killed mid-stage, a shard that keeps
+models: the same rows as the local loop at 1 and 2 replicas (generate, score, evaluate), a replica killed mid-stage, a shard that keeps
 failing, resume after the driver stops (kill -9 of a `dasd` driver; a shard missing)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from conftest import START_ENV
 from test_generate import make_project
 
-from engine import executor, generate, score, tables
+from engine import evaluate, executor, generate, score, tables
 from engine.backends import ModelParams
 from engine.executor import ExecutorParams
 from engine.generate import GenerateParams
@@ -104,6 +104,20 @@ def test_generate_and_score_rows_equal_local_at_1_and_2_replicas(tmp_path, mini,
                   root / "s.json", progress=False, executor=ex)
         scored[name] = rows(out, ("response_id",))
     assert scored["ray2"] == scored["local"] and len(scored["local"]) == 14
+
+    # evaluate on the student's replicas: the same answers, checks and figures as here
+    from conftest import SYSTEM
+    from test_evaluate import slices
+
+    ep = evaluate.EvaluateParams(models={"base": str(mini["student"])}, benchmarks=["humaneval"], shard_problems=1)
+    reports = {}
+    for name, ex in (("local", None), ("ray2", on_ray(2, "student"))):
+        out = root / "data" / f"evaluate-{name}"
+        reports[name] = evaluate.run(ep, slices(), student, root, SYSTEM, out, root / f"e-{name}.json",
+                                     root / f"e-{name}.csv", progress=False, executor=ex)
+        scored[f"eval-{name}"] = rows(out / "base" / "humaneval", ("item_id", "sample_index"))
+    assert reports["ray2"] == reports["local"]
+    assert scored["eval-ray2"] == scored["eval-local"] and len(scored["eval-local"]) == 6
 
 
 @pytest.mark.slow

@@ -151,7 +151,7 @@ def _measure_one(codes, t0, t1, min_chars, ngram_min_words, loop_tail, pmin, pma
             run = run + 1 if same else 1
             best = max(best, run)
     out[at + 3] = _dup_stats(codes, a, b, m)[0]
-    out[at + 4] = max(tandem_codes(codes[max(t0, t1 - loop_tail):t1], pmin, pmax), best)
+    out[at + 4] = max(tandem_codes(codes[t0:t1], pmin, pmax, loop_tail), best)
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)

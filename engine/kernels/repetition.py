@@ -6,7 +6,7 @@ definitions as the plain numpy references at the end of this module (`ngram_stat
 - words are `str.split()` words (Unicode whitespace), lengths in characters, over the text's characters;
 - top_{2,3,4}gram_char_frac: occurrences × characters of the most frequent word n-gram (ties: the longest);
 - dup_{5..10}gram_char_frac: characters of the words inside any word n-gram that occurs more than once;
-- tandem repeats: the most consecutive copies of one piece of 10-200 characters.
+- tandem repeats: the most consecutive copies of one piece of 10-4,096 characters near the end.
 Words are compared by a 64-bit hash of their code points (FNV-1a) instead of by vocabulary ids: equal
 unless two distinct words collide in 64 bits.
 """
@@ -18,6 +18,7 @@ import numpy as np
 from .text import FNV_OFFSET, FNV_PRIME, is_space
 
 _P = 0x9E3779B97F4A7C15  # n-gram hash = polynomial of word hashes mod 2^64
+WINDOW_COPIES = 9  # a piece of p characters is looked for in the last max(min_tail, 9p) characters
 KEYS = tuple([f"top_{n}gram_char_frac" for n in (2, 3, 4)] + [f"dup_{n}gram_char_frac" for n in range(5, 11)])
 
 
@@ -131,26 +132,30 @@ def ngram_stats_codes(codes, min_words, out):
 
 
 @numba.njit(cache=True)
-def tandem_codes(codes, pmin, pmax):
-    """For each period p, the longest stretch where the text equals itself p characters later, gives
-    stretch // p + 1 copies. Only stretches of p characters or more add a copy; any such stretch holds
-    two neighbours i, i + 1 with i a multiple of p - 1: sample those pairs (a pair, not one character,
-    so chance matches and the mispredicted branches they cost are rare) and expand around a hit
-    (~3n comparisons instead of 190n)."""
+def tandem_codes(codes, pmin, pmax, min_tail):
+    """For each period p, within the text's last max(min_tail, WINDOW_COPIES x p) characters (a loop runs to
+    the end of a response, and a window of that many copies of the longest piece costs ~WINDOW_COPIES
+    comparisons per period, not a pass over a long tail), the longest stretch where the text equals
+    itself p characters later gives stretch // p + 1 copies. Only stretches of p characters or more add
+    a copy; any such stretch holds two neighbours i, i + 1 with i a multiple of p - 1: sample those pairs
+    (a pair, not one character, so chance matches and the mispredicted branches they cost are rare) and
+    expand around a hit (~3w/p comparisons instead of w)."""
     best = 1
-    n = codes.shape[0]
+    total = codes.shape[0]
     for p in range(pmin, pmax + 1):
+        n = min(total, max(min_tail, WINDOW_COPIES * p))
         if 2 * p > n:
             break
+        w = codes[total - n:]
         step = p - 1
         i = 0
         while i + 1 < n - p:
-            if (codes[i] == codes[i + p]) & (codes[i + 1] == codes[i + 1 + p]):
+            if (w[i] == w[i + p]) & (w[i + 1] == w[i + 1 + p]):
                 a = i
-                while a > 0 and codes[a - 1] == codes[a - 1 + p]:
+                while a > 0 and w[a - 1] == w[a - 1 + p]:
                     a -= 1
                 b = i
-                while b < n - p and codes[b] == codes[b + p]:
+                while b < n - p and w[b] == w[b + p]:
                     b += 1
                 best = max(best, (b - a) // p + 1)
                 i = b + step
@@ -200,12 +205,14 @@ def ngram_stats_reference(text: str, min_words: int = 0) -> dict[str, float]:
     return {k: out[k] for k in sorted(out)}
 
 
-def tandem_repeats_reference(text: str, periods: range = range(10, 201)) -> int:
-    """Most consecutive copies of one piece of 10-200 characters (what the regex (.{10,200}?)\\1+
-    finds), by comparing the text with itself shifted by each period."""
-    arr = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+def tandem_repeats_reference(text: str, periods: range = range(10, 201), min_tail: int = 4000) -> int:
+    """Most consecutive copies of one piece of p characters, p in `periods` (what the regex
+    (.{10,200}?)\\1+ finds for 10-200), each p looked for in the text's last max(min_tail,
+    WINDOW_COPIES x p) characters, by comparing that window with itself shifted by p."""
+    whole = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     best = 1
     for p in periods:
+        arr = whole[-max(min_tail, WINDOW_COPIES * p):]
         if 2 * p > len(arr):
             break
         eq = np.concatenate(([False], arr[:-p] == arr[p:], [False]))

@@ -43,7 +43,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     # the default profile's teacher and student, on a smaller question set
     params["miniature"].update(questions=8)
     params["generate"].update(n=2, shard_questions=4)
-    params["benchmarks"]["miniature"].update(samples=1, temperature=0, max_tokens=64)
+    params["benchmarks"]["miniature"].update(samples=1, temperature=0, max_tokens=64, limit=16)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site"), DVC_NO_ANALYTICS="1")
@@ -121,7 +121,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     # the student before training and after each phase, on the held-out problems
     ev = json.loads((clone / "metrics" / "evaluate.json").read_text())
     assert list(ev["models"]) == ["base", "stage1", "stage2", "stage3"]
-    assert all(m["miniature"]["problems"] == m["miniature"]["answers"] == 64 for m in ev["models"].values())
+    assert all(m["miniature"]["problems"] == m["miniature"]["answers"] == 16 for m in ev["models"].values())
     assert json.loads((clone / "metrics" / "decontaminate.json").read_text())["kept"] == 8
     plot = list(csv.DictReader(open(clone / "plots" / "evaluate.csv")))
     assert [r["model"] for r in plot] == list(ev["models"]) and "well_formed" in plot[0]
@@ -147,13 +147,15 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
 
     assert ran(sh(["dvc", "repro"], clone, env)) == set()  # up to date: nothing runs
 
-    # a selection parameter reruns selection, the exports and the training on them, nothing upstream
-    params["select"]["top_k"] = 2
+    # a parameter reruns its dependents and nothing else: the off-policy draw of the mixed set reruns that
+    # export, the stage-3 training on it and the evaluation, not the stage-1/2 exports (params `export.stages`)
+    params["export"]["mixed"]["off_policy_samples"] = 4
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh(["dvc", "repro"], clone, env)) == {"select@0.6", "select@1.0", "export@stage1", "export@stage2",
-                                                      "train@stage1", "train@stage2"} | downstream
-    for stage in ("stage1", "stage2"):  # up to two responses per question now
-        assert json.loads((clone / "metrics" / "export" / f"{stage}.json").read_text())["examples"] > top1[stage]
+    assert ran(sh(["dvc", "repro"], clone, env)) == {"export_mixed", "train@stage3", "evaluate"}
+    e3_after = json.loads((clone / "metrics" / "export" / "stage3.json").read_text())
+    assert e3_after["off_policy"] == min(4, e3["off_policy"]) and e3_after["mixed"] == e3["mixed"]
+    ev_after = json.loads((clone / "metrics" / "evaluate.json").read_text())
+    assert ev_after["models"]["base"] == ev["models"]["base"]  # resumed: only the retrained model answered again
 
     # questions reruns; its output is byte-identical, so nothing downstream does
     params["questions"]["on_error"] = "quarantine"
