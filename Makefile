@@ -71,7 +71,7 @@ endif
 
 test: $(STAMP) $(AXO_STAMP) $(LF_STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH DASD_AXOLOTL_PYTHON=$(abspath $(AXO_VENV))/bin/python \
-		DASD_LLAMAFACTORY_PYTHON=$(abspath $(LF_VENV))/bin/python $(PY) -m pytest -q
+		DASD_LLAMAFACTORY_PYTHON=$(abspath $(LF_VENV))/bin/python $(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) benchmarks/generate.py

@@ -37,7 +37,7 @@ from . import answers, tables
 from .backends import ModelParams, Request, Sampling, looks_local, make_backend
 from .benchmarks import Benchmark, Benchmarks, Item, load
 from .errors import InputError, StageError
-from .executor import ExecutorParams, make_executor
+from .executor import ExecutorParams, Lazy, Local, make_executor
 from .generate import question_seed
 from .jobs import run_shards
 from .params import Count, Seed, schema
@@ -159,15 +159,23 @@ def run(ep: EvaluateParams, benchmarks: Benchmarks, student: ModelParams, root: 
         model = ModelParams(model=str(path) if path.exists() else folder, backend=student.backend, revision=None,
                             format=student.format, options=student.options)
         report["models"][name] = {}
-        for bname, items in sets.items():
-            b = benchmarks[bname]
-            folder_out = out_dir / name / bname
-            answer(name, model, b, items, ep, system_prompt, folder_out, progress, executor)
-            rows = tables.read_table(folder_out, columns=["item_id", "correct", "well_formed", "response_tokens",
-                                                          "finish_reason"]).to_pylist()
-            m = report["models"][name][bname] = figures(rows, items, ep.bootstrap, ep.seed)
-            plot.append(dict(model=name, benchmark=bname, accuracy=m["accuracy"], low=m["ci95"][0],
-                             high=m["ci95"][1], well_formed=m["well_formed"]))
+        # here, one engine per model for all its benchmarks (opened only if one has answers left to write)
+        shared = Lazy(lambda: make_backend(model.backend, model.model, model.revision, **model.options)) \
+            if executor is None or (isinstance(executor, Local) and executor.backend is None) else None
+        try:
+            for bname, items in sets.items():
+                b = benchmarks[bname]
+                folder_out = out_dir / name / bname
+                answer(name, model, b, items, ep, system_prompt, folder_out, progress,
+                       Local(shared) if shared is not None else executor)
+                rows = tables.read_table(folder_out, columns=["item_id", "correct", "well_formed", "response_tokens",
+                                                              "finish_reason"]).to_pylist()
+                m = report["models"][name][bname] = figures(rows, items, ep.bootstrap, ep.seed)
+                plot.append(dict(model=name, benchmark=bname, accuracy=m["accuracy"], low=m["ci95"][0],
+                                 high=m["ci95"][1], well_formed=m["well_formed"]))
+        finally:
+            if shared is not None:
+                shared.close()
     tables.write_csv(pa.Table.from_pylist(plot, schema=plot_schema), plot_path)
     tables.write_json(report, metrics_path)
     return report

@@ -61,6 +61,24 @@ class ExecutorParams:
 Work = Callable[[object, range], tuple]  # (backend, rows) -> (table, tokens[, side tables])
 
 
+class Lazy:
+    """A backend opened on first use and kept open across stages' shard loops until `close`: one engine for
+    several runs (evaluate: one model, many benchmarks), none when every run resumes with nothing to do."""
+
+    def __init__(self, open_backend: Callable[[], object]):
+        self._open, self._backend = open_backend, None
+
+    def __getattr__(self, name):
+        if self._backend is None:
+            self._backend = self._open()
+        return getattr(self._backend, name)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
 class Local:
     """Today's loop: one backend in this process, opened when there is work (or the one given)."""
     replicas = 1

@@ -30,11 +30,15 @@ def slices(samples: int = 2, max_tokens: int = 24) -> Benchmarks:
                    "tests": {"format": "check", "test": "test", "entry_point": "entry_point"}, **sampling})
 
 
-def test_every_model_answers_every_benchmark_and_reruns_resume(tmp_path, mini):
+def test_every_model_answers_every_benchmark_and_reruns_resume(tmp_path, mini, monkeypatch):
     ep = evaluate.EvaluateParams(models={"base": str(mini["student"]), "other": str(mini["teacher"])})
     student = ModelParams(model=str(mini["student"]), backend="transformers", options={"dtype": "float32"})
     paths = (tmp_path / "data", tmp_path / "m.json", tmp_path / "p.csv")
+    opened = []  # one engine per model for all its benchmarks, none for a model with nothing left to answer
+    real = evaluate.make_backend
+    monkeypatch.setattr(evaluate, "make_backend", lambda *a, **k: opened.append(a[1]) or real(*a, **k))
     report = evaluate.run(ep, slices(), student, tmp_path, SYSTEM, *paths, progress=False)
+    assert opened == [str(mini["student"]), str(mini["teacher"])]
     assert report["benchmarks"] == {"gsm8k": 3, "mmlu": 3, "humaneval": 3}
     assert list(report["models"]) == ["base", "other"]
     for per in report["models"].values():
@@ -54,6 +58,7 @@ def test_every_model_answers_every_benchmark_and_reruns_resume(tmp_path, mini):
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*.parquet")}
     assert evaluate.run(ep, slices(), student, tmp_path, SYSTEM, *paths, progress=False) == report
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*.parquet")} == before
+    assert len(opened) == 2
     # a benchmark's sampling changed: its folders start clean, the others stay
     changed = slices()
     changed["mmlu"].max_tokens = 16

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from conftest import REPO, SYSTEM
-from engine import generate, questions, tables
+from engine import decontaminate, generate, questions, tables
+from engine.benchmarks import Benchmarks
 from engine.backends import ModelParams
 from engine.generate import GenerateParams
 from engine.questions import QuestionsParams
@@ -37,9 +38,17 @@ def make_project(root: Path, mini, n_questions: int, **generate_overrides) -> Pa
                          **generate_overrides),
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    stage_questions(root, params)
+    return root
+
+
+def stage_questions(root: Path, params: dict) -> None:
+    """The questions stage, then what `dasd generate` reads: the questions decontaminate kept (no
+    benchmarks here: all of them)."""
     questions.run(QuestionsParams(**params["questions"]), SYSTEM, root, root / "data" / "questions",
                   root / "data" / "quarantine" / "questions.parquet", root / "metrics" / "questions.json")
-    return root
+    decontaminate.run(decontaminate.DecontaminateParams(), Benchmarks(), root, root / "data" / "questions",
+                      root / "data" / "decontaminate", root / "metrics" / "decontaminate.json")
 
 
 def dasd(root: Path, *args, wait=True):
@@ -190,9 +199,7 @@ def test_a_question_too_long_for_the_model_is_a_rejection_row_and_the_rest_goes_
     root = make_project(tmp_path, mini, 3)
     with open(root / "q.jsonl", "a") as f:  # ~2,400 words: far past the tiny teacher's 1,024 positions
         f.write(json.dumps({"id": "long", "question": "Count the fruit: " + "apple banana pear " * 800, "answer": "0"}) + "\n")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    questions.run(QuestionsParams(**params["questions"]), SYSTEM, root, root / "data" / "questions",
-                  root / "data" / "quarantine" / "questions.parquet", root / "metrics" / "questions.json")
+    stage_questions(root, yaml.safe_load((root / "params.yaml").read_text()))
     r = dasd_rc(root, "generate", "--no-progress")
     assert r.returncode == 0, r.stderr
     m = json.loads((root / "metrics" / "generate" / "T=1.0.json").read_text())
