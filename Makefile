@@ -14,6 +14,9 @@ PROFILE ?=
 # pip's local-index notices are noise; real errors still fail the build (pipefail)
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
+# the three venvs install side by side (`make test` needs all three; each is mostly downloads and unpacking)
+MAKEFLAGS += --jobs=3
+
 export DVC_NO_ANALYTICS := 1
 # The default profile (the miniature: its own models and questions) needs no Hub, so it runs offline and
 # can never fetch anything; any other profile (PROFILE=paper, or a params.yaml of your own with
