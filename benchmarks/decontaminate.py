@@ -26,7 +26,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import decontaminate, tables  # noqa: E402
-from engine.benchmarks import Benchmarks  # noqa: E402
+from engine.benchmarks import Benchmarks, load  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {"aime24": "math/aime24.jsonl", "math500": "math/math500.jsonl", "gsm8k": "math/gsm8k_test.jsonl",
@@ -96,14 +96,9 @@ def main() -> None:
         report = decontaminate.run(decontaminate.DecontaminateParams(ngram=args.ngram), bench, tmp,
                                    tmp / "questions", tmp / "out", tmp / "metrics.json")
         wall = time.perf_counter() - t0
-        items = sum(report["benchmarks"].values())
-        index = decontaminate.Index([], args.ngram)  # for the n-gram count only
-        from engine.benchmarks import load
-        for b in bench.values():
-            for it in load(b, tmp):
-                index.grams.update(dict.fromkeys(decontaminate.ngrams(decontaminate.normalize(it.question).split(),
-                                                                      args.ngram)))
-        print(f"{len(bench)} benchmark sets, {items:,} items, {len(index.grams):,} distinct {args.ngram}-grams")
+        index = decontaminate.Index([it for b in bench.values() for it in load(b, tmp)], args.ngram)
+        print(f"{len(bench)} benchmark sets, {len(index.items):,} items, {len(index.grams):,} distinct "
+              f"{args.ngram}-grams")
         print(f"decontaminate: {report['questions']:,} questions in {wall:.1f} s "
               f"({report['questions'] / wall:,.0f} questions/s, one core), {report['rejected']:,} rejected "
               f"({planted} planted verbatim: all caught = {report['by_rule'].get('exact', 0) >= planted})")

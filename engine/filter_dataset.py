@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import tables
+from .backends import looks_local
 from .errors import InputError, StageError
 from .questions import Source, read_source
 from .reasoning import to_think
@@ -49,9 +50,9 @@ def pick(row: dict, path: str, label: str, line: int):
 
 def source_of(src: str, split: str, config: str | None) -> Source:
     local = Path(src).expanduser()
-    where = {"path": str(local.resolve())} if local.exists() else {"hf": src, "split": split, "config": config}
-    if "hf" in where and (src.startswith((".", "/", "~")) or src.count("/") > 1):
+    if not local.exists() and looks_local(src):
         raise InputError(src, None, None, "no such file or folder (a Hub dataset id is owner/name)")
+    where = {"path": str(local.resolve())} if local.exists() else {"hf": src, "split": split, "config": config}
     return Source(name="input", domain="math", fields={"question": "-"}, **where)
 
 
