@@ -103,8 +103,11 @@ def judged(b: Benchmark, item: Item, text: str) -> dict:
 
 # -- answering --------------------------------------------------------------------------------------
 
-def manifest(model: ModelParams, b: Benchmark, items: list[Item], ep: EvaluateParams, system_prompt) -> dict:
-    return {"model": model.identity(), "samples": b.samples, "temperature": b.temperature, "top_p": b.top_p,
+def manifest(model: ModelParams, b: Benchmark, items: list[Item], ep: EvaluateParams, system_prompt,
+             folder: str) -> dict:
+    # the model as params name it (`data/train/stage1/model`), not where this checkout put it: the same
+    # answers in another clone, or a moved project, resume instead of starting over
+    return {"model": {**model.identity(), "model": folder}, "samples": b.samples, "temperature": b.temperature, "top_p": b.top_p,
             "max_tokens": b.max_tokens, "seed": ep.seed, "system_prompt": system_prompt, "kind": b.kind,
             "shard_problems": ep.shard_problems,
             "items": tables.content_hash(*(f"{it.item_id}\0{it.question}\0{it.reference}" for it in items), length=32)}
@@ -114,7 +117,7 @@ def answer(name: str, model: ModelParams, b: Benchmark, items: list[Item], ep: E
            out_dir: Path, progress: bool, executor=None) -> None:
     from . import responses
 
-    out = tables.ShardedOutput(out_dir, manifest(model, b, items, ep, system_prompt)).open()
+    out = tables.ShardedOutput(out_dir, manifest(model, b, items, ep, system_prompt, ep.models[name])).open()
     sampling = Sampling(n=b.samples, temperature=b.temperature, top_p=b.top_p, max_tokens=b.max_tokens)
     prefix = [{"role": "system", "content": system_prompt}] if system_prompt else []
 
