@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import InputError, ParamsError
+from .errors import InputError, ParamsError, StageError
 from .params import Count, Temperature, TopP, describe, schema
 from .questions import Source, answer_text, question_text, read_source
 
@@ -85,6 +85,16 @@ class Benchmarks(dict):
             except ParamsError as e:
                 v = getattr(e, "validation", None)
                 raise ParamsError("benchmarks." + (describe(v, name, cls=Benchmark) if v else f"{name}: {e}")) from None
+
+
+    def chosen(self, names: list[str] | None, key: str) -> list[str]:
+        """The sets a stage's `key` (e.g. `evaluate.benchmarks`) names, in its order; None: every set."""
+        if names is None:
+            return list(self)
+        unknown = [n for n in names if n not in self]
+        if unknown:
+            raise StageError(f"{key}: {unknown[0]!r} is not in params `benchmarks` (there: {', '.join(self) or 'none'})")
+        return names
 
 
 @dataclass(frozen=True)

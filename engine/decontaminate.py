@@ -97,11 +97,7 @@ def run(dp: DecontaminateParams, benchmarks: Benchmarks, root: Path, questions_d
     questions = tables.read_table(questions_dir)
     if questions is None:
         raise StageError(f"{questions_dir}: no questions; run `dasd questions` first")
-    names = dp.benchmarks if dp.benchmarks is not None else list(benchmarks)
-    unknown = [n for n in names if n not in benchmarks]
-    if unknown:
-        raise StageError(f"decontaminate.benchmarks: {unknown[0]!r} is not in params `benchmarks` "
-                         f"(there: {', '.join(benchmarks) or 'none'})")
+    names = benchmarks.chosen(dp.benchmarks, "decontaminate.benchmarks")
     items = [it for n in names for it in load(benchmarks[n], root)]
     index = Index(items, dp.ngram)
 

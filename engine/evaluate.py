@@ -147,11 +147,7 @@ def run(ep: EvaluateParams, benchmarks: Benchmarks, student: ModelParams, root: 
         tables.write_json(report, metrics_path)
         tables.write_csv(plot_schema.empty_table(), plot_path)
         return report
-    names = ep.benchmarks if ep.benchmarks is not None else list(benchmarks)
-    unknown = [n for n in names if n not in benchmarks]
-    if unknown:
-        raise StageError(f"evaluate.benchmarks: {unknown[0]!r} is not in params `benchmarks` "
-                         f"(there: {', '.join(benchmarks) or 'none'})")
+    names = benchmarks.chosen(ep.benchmarks, "evaluate.benchmarks")
     sets = {n: load(benchmarks[n], root) for n in names}
     report, plot = {"enabled": True, "benchmarks": {n: len(v) for n, v in sets.items()}, "models": {}}, []
     for name, folder in ep.models.items():
