@@ -17,17 +17,25 @@ from .stages import T
 class Selector:
     """A way to rank the candidates of a question: `score` is a DuckDB expression over the candidate's
     sentence counts `c` (teacher_sentences, sentences, mean_student_logprob…), its student ranks `r` and
-    its naturalness `n` (sql/select_candidates.sql); higher is better. Adding one is one entry below."""
+    its naturalness `n` (sql/select_candidates.sql); higher is better. Adding one is one entry below.
+    `tiebreak`: the selector's own second key among candidates with an equal score (higher first), so a
+    tie is decided by the method, and response_id only when that ties too; None: response_id next."""
     name: str
     doc: str
     score: str
+    tiebreak: str | None = None
+    tiebreak_doc: str | None = None
 
 
 REGISTRY: tuple[Selector, ...] = (
     Selector("das", "divergence-aware sampling: the count of teacher sentences (p_teacher - p_student > beta), "
              "or their proportion with das_measure: proportion",
              "CASE WHEN getvariable('das_measure') = 'proportion' THEN c.teacher_sentences / c.sentences "
-             "ELSE c.teacher_sentences END::DOUBLE"),
+             "ELSE c.teacher_sentences END::DOUBLE",
+             # an equal count (short responses often tie): the one whose teacher sentences the student
+             # lacks most, the quantity the count thresholds
+             tiebreak="c.teacher_margin",
+             tiebreak_doc="the mean margin p_teacher - p_student of the teacher sentences"),
     Selector("random", "the paper's baseline: a hash of (seed, response_id), reproducible, independent of order",
              "(hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE"),
     Selector("global_naturalness", "the mean student token logprob", "c.mean_student_logprob"),
@@ -42,10 +50,21 @@ SelectorName = Literal[SELECTORS]  # params select.selector: one of the registry
 
 
 def fragments() -> dict[str, str]:
-    """The registry as SQL for sql/select_candidates.sql: a column per selector, and `score`, the chosen one."""
-    return {"scores": ",\n           ".join(f"{s.score} AS {s.name}" for s in REGISTRY),
-            "score": "CASE getvariable('selector') " + " ".join(f"WHEN '{s.name}' THEN {s.name}" for s in REGISTRY)
-                     + " END"}
+    """The registry as SQL for sql/select_candidates.sql: a column per selector, `tiebreak_<name>` for those
+    with a second key, and `score` / `tiebreak`, the chosen one's."""
+    def case(column):
+        return "CASE getvariable('selector') " + " ".join(
+            f"WHEN '{s.name}' THEN {column(s)}" for s in REGISTRY if column(s)) + " ELSE NULL END"
+    return {"scores": ",\n           ".join([f"{s.score} AS {s.name}" for s in REGISTRY] +
+                                             [f"{s.tiebreak}::DOUBLE AS tiebreak_{s.name}" for s in REGISTRY if s.tiebreak]),
+            "score": case(lambda s: s.name) + " AS score, " +
+                     case(lambda s: s.tiebreak and f"tiebreak_{s.name}") + " AS tiebreak"}
+
+
+def ranking(selector: str) -> str:
+    """In words, how `select` orders a question's candidates (the report records it)."""
+    s = next(x for x in REGISTRY if x.name == selector)
+    return f"{s.name} score, then " + (f"{s.tiebreak_doc}, then " if s.tiebreak else "") + "response_id"
 
 
 @schema

@@ -3,9 +3,11 @@
 --          the chosen selector's; engine/select.py score_candidates).
 -- Grain:   one row per (question_id, rank) with rank <= getvariable('top_k').
 -- Rule:    per question, order by the chosen selector's score (getvariable('selector')), highest first;
---          ties broken by response_id so the choice never depends on input order.
+--          an equal score by the selector's `tiebreak` (engine/candidates.py), then by response_id
+--          so the choice never depends on input order.
 WITH ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY question_id ORDER BY score DESC NULLS LAST, response_id) AS rank
+    SELECT *, row_number() OVER (PARTITION BY question_id
+                                 ORDER BY score DESC NULLS LAST, tiebreak DESC NULLS LAST, response_id) AS rank
     FROM select_candidates
 )
 SELECT response_id, question_id, getvariable('temperature')::DOUBLE AS temperature,

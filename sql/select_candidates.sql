@@ -7,13 +7,15 @@
 -- candidate's sentence counts `c`, student ranks `r` and naturalness `n`, spliced in at the scores marker;
 -- higher is better for every one, so one ranking rule serves all), each response's probability under
 -- both models, exp(mean token logprob), for the histograms, and `score`: the one of
--- getvariable('selector'), what select ranks by and dedup keeps the best of (the score marker).
+-- getvariable('selector'), what select ranks by and dedup keeps the best of, then `tiebreak`, its second
+-- key among equal scores (NULL where the selector has none; the score marker).
 WITH counts AS (
     SELECT response_id,
            count(*) FILTER (type = 'teacher') AS teacher_sentences,
            count(*) FILTER (type = 'student') AS student_sentences,
            count(*) FILTER (type = 'shared') AS shared_sentences,
            count(*) AS sentences,
+           avg(p_teacher - p_student) FILTER (type = 'teacher') AS teacher_margin,
            -- every token lies in exactly one sentence: these are the means over all the response's tokens
            sum(teacher_logprob * teacher_tokens) / nullif(sum(teacher_tokens), 0) AS mean_teacher_logprob,
            sum(student_logprob * student_tokens) / nullif(sum(student_tokens), 0) AS mean_student_logprob
@@ -36,5 +38,5 @@ WITH counts AS (
     LEFT JOIN ranks r USING (response_id)
     LEFT JOIN naturalness n USING (response_id)
 )
-SELECT *, /*@score*/ AS score
+SELECT *, /*@score*/
 FROM scores

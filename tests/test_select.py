@@ -11,12 +11,14 @@ from engine.params import ParamsError
 
 
 def setup(tmp_path, candidates, naturalness=None):
-    """candidates: (response_id, question_id, [sentence types], [student logprobs], [student ranks]);
-    naturalness: response_id -> local naturalness (none: the stage was off)."""
+    """candidates: (response_id, question_id, [sentence types], [student logprobs], [student ranks]
+    [, [p_teacher - p_student per sentence]]); naturalness: response_id -> local naturalness (none: the
+    stage was off)."""
     kept = pa.table({"response_id": [c[0] for c in candidates], "question_id": [c[1] for c in candidates]})
     # the student's tokens all in the first sentence: the sentences agree with the scores, as the stage's do
     sent = [dict(dict.fromkeys(tables.SENTENCES.names), response_id=c[0], question_id=c[1], sentence_index=i, type=t,
-                 student_tokens=len(c[3]) if i == 0 else 0, student_logprob=sum(c[3]) / len(c[3]) if i == 0 else None)
+                 student_tokens=len(c[3]) if i == 0 else 0, student_logprob=sum(c[3]) / len(c[3]) if i == 0 else None,
+                 **({"p_teacher": 0.5 + c[5][i] / 2, "p_student": 0.5 - c[5][i] / 2} if len(c) > 5 else {}))
             for c in candidates for i, t in enumerate(c[2])]
     scores = [dict(dict.fromkeys(tables.STUDENT_SCORES.names), response_id=c[0], student_logprobs=c[3],
                    student_ranks=c[4]) for c in candidates]
@@ -56,6 +58,33 @@ def test_das_count_ties_and_single_candidates(tmp_path):
     b = got[0]
     assert (b["teacher_sentences"], b["student_sentences"], b["shared_sentences"], b["sentences"]) == (3, 2, 1, 6)
     assert all(r["rank"] == 1 and r["selector"] == "das" and r["temperature"] == 0.6 for r in got)
+
+
+def test_das_ties_go_to_the_teacher_margin_and_the_report_says_how_it_decided(tmp_path):
+    margins = [
+        ("a", "q1", [T, S, H, H], [-1.0], [1], [0.3, -0.3, 0, 0]),
+        ("b", "q1", [T, T, S], [-1.0], [1], [0.2, 0.2, -0.2]),   # q1: the most teacher sentences, not the longest
+        ("c", "q1", [H, H, H, H, H], [-1.0], [1], [0] * 5),
+        ("e", "q2", [T, T, S], [-3.0], [1], [0.5, 0.3, -0.2]),  # q2: a tie on count; e's margin is larger
+        ("d", "q2", [T, H, T], [-3.0], [1], [0.2, 0.0, 0.2]),
+        ("g", "q4", [T, H], [-1.0], [1], [0.4, 0.0]),           # q4: equal count and margin: response_id
+        ("h", "q4", [T, H], [-1.0], [1], [0.4, 0.0]),
+        ("f", "q3", [S, H], [-0.2], [1], [-0.3, 0]),            # q3: no choice to make
+    ]
+    inputs = setup(tmp_path, margins)
+    got = {r["question_id"]: r["response_id"] for r in choose(tmp_path, inputs)}
+    assert got == {"q1": "b", "q2": "e", "q3": "f", "q4": "g"}
+    report = __import__("json").loads((tmp_path / "m.json").read_text())
+    assert report["ranking"] == "das score, then the mean margin p_teacher - p_student of the teacher sentences, " \
+                                "then response_id"
+    # 24 sentences: 9 teacher, 4 student, 11 shared
+    assert report["sentence_types"] == {"teacher": round(9 / 24, 4), "student": round(4 / 24, 4),
+                                        "shared": round(11 / 24, 4), "unaligned": 0.0}
+    random = {r["question_id"]: r["response_id"] for r in choose(tmp_path, inputs, selector="random")}
+    differs = sum(random[q] != got[q] for q in ("q1", "q2", "q4"))
+    assert report["decisions"] == {"questions_with_choice": 3, "tie_on_score": round(2 / 3, 4),
+                                   "to_response_id": round(1 / 3, 4), "not_most_sentences": round(1 / 3, 4),
+                                   "differs_from_random": round(differs / 3, 4)}
 
 
 def test_das_proportion_and_top_k(tmp_path):

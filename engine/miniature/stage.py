@@ -1,13 +1,15 @@
 """Stage `miniature`: the default profile's question set and its trained teacher and weak student.
 
 Writes data/miniature/{questions.jsonl, eval.jsonl, teacher/, student/} and metrics/miniature.json.
-- teacher: trained on step-by-step `<think>` solutions of the task family until it writes well-formed
-  reasoning (its held-out accuracy is reported, not tuned for);
-- student: a smaller model with a different tokenizer, trained briefly (`student_target: solution`, 60
-  steps) on the same kind of solutions, so it starts knowing the `<think>` format but solving almost
-  nothing — like a real small student, it writes, it loops, it rarely gets there; with
-  `student_target: answer` it sees bare answers only ("The answer is N.") and never learns the format
-  in the pipeline's few SFT steps (nothing of its rollouts then passes the structure rules).
+- teacher: trained on step-by-step `<think>` solutions of the task family, every kind of step in both
+  phrasings (engine/miniature/tasks.py), until it writes well-formed reasoning (its held-out accuracy is
+  reported, not tuned for);
+- student: a smaller model with a different tokenizer, shown part of that (`student_kinds`,
+  `student_phrasings`: adding and taking away, in the `story` phrasing, by default), as the paper's
+  student already writes much of its teacher's reasoning: what it shares are the teacher's shared
+  sentences, what it lacks (doubling, halving, the `terse` phrasing) its teacher sentences, so DAS has
+  candidates that differ to choose among. With `student_target: answer` it sees bare answers only ("The
+  answer is N.") and never learns the format in the pipeline's few SFT steps.
 Training problems never share a question text with the question set or the held-out evaluation set.
 With `enabled: false` (profiles that bring their own models) the folder only says so.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import tables
-from ..params import Count, Seed, schema
+from ..params import Count, ParamsError, Seed, schema
 from ..stages import Stage
 from . import evaluate, models, tasks, train
 
@@ -39,6 +41,18 @@ class MiniatureParams:
     teacher_train: dict[str, Any] = field(default_factory=lambda: {"steps": 500})
     student_train: dict[str, Any] = field(default_factory=lambda: {"steps": 60})
     student_target: Literal["solution", "answer"] = "solution"  # what the student's brief pretraining shows it
+    # what of the task family the student is shown before the pipeline (the teacher sees it all): the
+    # kinds of step and their phrasings (engine/miniature/tasks.py); the rest is what it has to learn
+    student_kinds: list[Literal[tasks.KINDS]] = field(default_factory=lambda: list(tasks.KINDS))
+    student_phrasings: list[Literal[tasks.PHRASINGS]] = field(default_factory=lambda: list(tasks.PHRASINGS))
+
+    def __post_init__(self):
+        if "add" not in self.student_kinds:
+            raise ParamsError(f"miniature.student_kinds {self.student_kinds}: must hold `add` (the one step "
+                              "every value allows)")
+        if not self.student_phrasings:
+            raise ParamsError("miniature.student_phrasings is empty: name at least one of "
+                              f"{list(tasks.PHRASINGS)}")
 
 
 def _write(problems: list[tasks.Problem], path: Path) -> None:
@@ -46,6 +60,14 @@ def _write(problems: list[tasks.Problem], path: Path) -> None:
         for p in problems:
             f.write(json.dumps({"id": p.id, "level": p.level, "question": p.question, "answer": str(p.answer),
                                 "solution": p.solution}) + "\n")
+
+
+def _student_pool(mp: MiniatureParams, seed: int, seen: set[str]) -> list[tasks.Problem]:
+    """The student's pretraining problems: only its kinds of step (`add` must be one), drawn from their
+    own seed so every level is as frequent as in the teacher's pool."""
+    kinds = tuple(k for k in tasks.KINDS if k in mp.student_kinds)
+    return [p for p in tasks.make_problems(mp.train_problems, seed=seed, levels=tuple(mp.levels), kinds=kinds)
+            if p.question not in seen]
 
 
 def run(mp: MiniatureParams, out_dir: Path, metrics_path: Path, system_prompt: str | None) -> dict:
@@ -74,13 +96,17 @@ def run(mp: MiniatureParams, out_dir: Path, metrics_path: Path, system_prompt: s
 
     report = {"enabled": True, "questions": len(questions), "eval_problems": len(held_out),
               "train_pool": len(pool)}
-    for name, spec, recipe, answer in (
-            ("teacher", mp.teacher, mp.teacher_train, lambda p: p.solution),
-            ("student", mp.student, mp.student_train,
-             (lambda p: p.solution) if mp.student_target == "solution" else (lambda p: f"The answer is {p.answer}."))):
+    phrasings = tuple(x for x in tasks.PHRASINGS if x in mp.student_phrasings)
+    student_pool = pool if set(mp.student_kinds) >= set(tasks.KINDS) else _student_pool(mp, base + 6, seen)
+    report["student_pool"] = len(student_pool)
+    for name, spec, recipe, problems, answer in (
+            ("teacher", mp.teacher, mp.teacher_train, pool, lambda p: p.solution),
+            ("student", mp.student, mp.student_train, student_pool,
+             (lambda p: p.render(phrasings)) if mp.student_target == "solution"
+             else (lambda p: f"The answer is {p.answer}."))):
         folder = models.build(out_dir / name, models.ModelSpec(**spec), corpus, seed=base + (11 if name == "teacher" else 12),
                               name=name)
-        fit = train.train(folder, [(prompt(p), answer(p)) for p in pool], seed=base + 5, **recipe) \
+        fit = train.train(folder, [(prompt(p), answer(p)) for p in problems], seed=base + 5, **recipe) \
             if recipe.get("steps", 0) > 0 else {"steps": 0}
         report[name] = {"train": {k: round(v, 4) if isinstance(v, float) else v for k, v in fit.items()
                                   if k != "seconds"},

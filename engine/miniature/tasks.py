@@ -3,6 +3,15 @@
 Each problem is a short story about a quantity that changes `level` times (add, take away, multiply,
 share equally). The solution trace is written in the `<think>` format the student is trained on, so the
 same generator feeds the teacher's training corpus, the question set and the held-out evaluation.
+
+Each reasoning step can be written in two phrasings, which is what gives the default profile's teacher
+and student the relation the method needs (METHOD.md: the student already writes part of the teacher's
+reasoning, not all of it):
+- `story`, two sentences: "Ana gets 3 more. So 5 + 3 = 8.";
+- `terse`, one sentence: "Getting 3 more gives 5 + 3 = 8."
+The teacher learns both (one drawn per step), the student only some kinds of step in one phrasing, so
+the teacher's samples hold shared sentences (what the student writes too) and teacher sentences (what
+it lacks), in proportions that differ from one sample to the next and not with the sample's length.
 """
 from __future__ import annotations
 
@@ -11,6 +20,16 @@ from dataclasses import dataclass
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivo", "Jun", "Kemal", "Lea"]
 ITEMS = ["apples", "marbles", "stickers", "coins", "books", "shells", "pencils", "cards", "stamps", "beads"]
+KINDS = ("add", "sub", "mul", "div")
+PHRASINGS = ("story", "terse")
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str    # one of KINDS
+    k: int       # the operand (2 for doubling and halving)
+    before: int
+    after: int
 
 
 @dataclass(frozen=True)
@@ -19,51 +38,83 @@ class Problem:
     level: int
     question: str
     answer: int
-    solution: str  # "<think>\n...steps...\n</think>\n\nThe answer is N."
+    name: str
+    item: str
+    start: int
+    steps: tuple[Step, ...]
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(s.kind for s in self.steps)
+
+    @property
+    def solution(self) -> str:
+        """The trace with every phrasing (drawn per step, seeded by the problem): what the teacher learns."""
+        return self.render(PHRASINGS)
+
+    def render(self, phrasings: tuple[str, ...]) -> str:
+        """"<think>\\n...steps...\\n</think>\\n\\nThe answer is N.", each step in a phrasing drawn from
+        `phrasings` (the same draw for the same problem and phrasings)."""
+        rng = random.Random(f"phrasing:{self.id}:{','.join(phrasings)}")
+        lines = [f"{self.name} starts with {self.start} {self.item}."]
+        lines += [_line(s, self.name, rng.choice(phrasings)) for s in self.steps]
+        return "<think>\n" + "\n".join(lines) + "\n</think>\n\nThe answer is " + f"{self.answer}."
 
 
-def _step(rng: random.Random, value: int, name: str, item: str) -> tuple[str, str, int]:
-    """One change of the quantity: (story sentence, reasoning line, new value). Operands stay small
-    (one digit, doubling below 20, halving even numbers) so a small model can learn the arithmetic."""
-    kinds = ["add", "add"]
-    if value > 1:
-        kinds.append("sub")
-    if value <= 20:
-        kinds.append("mul")
-    if value % 2 == 0:
-        kinds.append("div")
-    kind = rng.choice(kinds)
+def _line(s: Step, name: str, phrasing: str) -> str:
+    """One reasoning step in a phrasing."""
+    op = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[s.kind]
+    math = f"{s.before} {op} {s.k} = {s.after}."
+    if phrasing == "story":
+        event = {"add": f"{name} gets {s.k} more.", "sub": f"{name} gives away {s.k}.",
+                 "mul": "The number doubles.", "div": f"{name} gives half away."}[s.kind]
+        return f"{event} So {math}"
+    verb = {"add": f"Getting {s.k} more gives", "sub": f"Giving away {s.k} leaves", "mul": "Doubling gives",
+            "div": "Giving half away leaves"}[s.kind]
+    return f"{verb} {math}"
+
+
+def _step(rng: random.Random, value: int, kinds: tuple[str, ...]) -> Step:
+    """One change of the quantity among the allowed `kinds`. Operands stay small (one digit, doubling
+    below 20, halving even numbers) so a small model can learn the arithmetic."""
+    can = {"add": True, "sub": value > 1, "mul": value <= 20, "div": value % 2 == 0}
+    options = [k for k in ("add", "add", "sub", "mul", "div") if k in kinds and can[k]]
+    kind = rng.choice(options)
     if kind == "add":
         k = rng.randint(1, 9)
-        return (f"Then {name} gets {k} more {item}.", f"Getting {k} more gives {value} + {k} = {value + k}.", value + k)
+        return Step(kind, k, value, value + k)
     if kind == "sub":
         k = rng.randint(1, min(9, value - 1))
-        return (f"Then {name} gives away {k} {item}.", f"Giving away {k} leaves {value} - {k} = {value - k}.", value - k)
-    if kind == "mul":
-        return (f"Then the number of {item} doubles.", f"Doubling gives {value} * 2 = {value * 2}.", value * 2)
-    return (f"Then {name} gives half of the {item} to a friend.", f"Giving half away leaves {value} / 2 = {value // 2}.",
-            value // 2)
+        return Step(kind, k, value, value - k)
+    return Step(kind, 2, value, value * 2 if kind == "mul" else value // 2)
 
 
-def make_problem(seed: int, level: int) -> Problem:
-    rng = random.Random(f"miniature:{seed}:{level}")
+def _sentence(s: Step, name: str, item: str) -> str:
+    return {"add": f"Then {name} gets {s.k} more {item}.", "sub": f"Then {name} gives away {s.k} {item}.",
+            "mul": f"Then the number of {item} doubles.",
+            "div": f"Then {name} gives half of the {item} to a friend."}[s.kind]
+
+
+def make_problem(seed: int, level: int, kinds: tuple[str, ...] = KINDS) -> Problem:
+    """A problem of `level` steps; with `kinds` a subset of KINDS, only those steps (`add` is always
+    possible, so any subset holding it works)."""
+    rng = random.Random(f"miniature:{seed}:{level}" + ("" if kinds == KINDS else f":{','.join(kinds)}"))
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    value = rng.randint(2, 20)
-    story = [f"{name} has {value} {item}."]
-    lines = [f"{name} starts with {value} {item}."]
+    value = start = rng.randint(2, 20)
+    steps = []
     for _ in range(level):
-        sentence, line, value = _step(rng, value, name, item)
-        story.append(sentence)
-        lines.append(line)
-    story.append(f"How many {item} does {name} have now?")
-    solution = "<think>\n" + "\n".join(lines) + "\n</think>\n\nThe answer is " + f"{value}."
-    return Problem(id=f"mini-{level}-{seed}", level=level, question=" ".join(story), answer=value,
-                   solution=solution)
+        steps.append(_step(rng, value, kinds))
+        value = steps[-1].after
+    story = [f"{name} has {start} {item}."] + [_sentence(s, name, item) for s in steps] + \
+        [f"How many {item} does {name} have now?"]
+    return Problem(id=f"mini-{level}-{seed}", level=level, question=" ".join(story), answer=value, name=name,
+                   item=item, start=start, steps=tuple(steps))
 
 
-def make_problems(count: int, seed: int, levels: tuple[int, ...] = (1, 2, 3, 4)) -> list[Problem]:
+def make_problems(count: int, seed: int, levels: tuple[int, ...] = (1, 2, 3, 4),
+                  kinds: tuple[str, ...] = KINDS) -> list[Problem]:
     """`count` problems cycling through the difficulty levels; disjoint seeds give disjoint splits."""
-    return [make_problem(seed * 1_000_003 + i, levels[i % len(levels)]) for i in range(count)]
+    return [make_problem(seed * 1_000_003 + i, levels[i % len(levels)], kinds) for i in range(count)]
 
 
 def extract_answer(text: str) -> int | None:

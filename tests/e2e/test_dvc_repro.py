@@ -40,8 +40,10 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         (clone / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, clone / f)
     params = yaml.safe_load((clone / "params.yaml").read_text())
-    # the default profile's teacher and student, on a smaller question set
+    # the default profile's teacher and student, on a smaller question set; the student's pretraining cut
+    # to 60 steps (the same code path; CI's time is not)
     params["miniature"].update(questions=8)
+    params["miniature"]["student_train"]["steps"] = 60
     params["generate"].update(n=2, shard_questions=4)
     params["benchmarks"]["miniature"].update(samples=1, temperature=0, max_tokens=64, limit=16)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -82,6 +84,9 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
         assert dd["input"] == f["kept"] == dd["kept"] + dd["rejected"] and dd["candidate_pairs"] >= dd["verified_pairs"]
         sel = json.loads((clone / "metrics" / "select" / f"T={t}.json").read_text())
         assert sel["candidates"] == dd["kept"]  # select draws from what dedup kept
+        # the report says what the candidates hold and how DAS decided (its shares: tests/test_select.py)
+        assert sum(sel["sentence_types"].values()) == pytest.approx(1, abs=1e-3) and sel["sentence_types"]["teacher"] > 0
+        assert sel["decisions"]["questions_with_choice"] <= sel["questions"] and sel["ranking"].startswith("das score")
         plot = (clone / "plots" / "select" / f"T={t}.csv").read_text().splitlines()
         assert len(plot) == 21 and "selected_teacher" in plot[0]
     # the two SFT sets: at most one response per question, loadable by `datasets`
