@@ -36,6 +36,8 @@ REGISTRY: tuple[Selector, ...] = (
              # lacks most, the quantity the count thresholds
              tiebreak="c.teacher_margin",
              tiebreak_doc="the mean margin p_teacher - p_student of the teacher sentences"),
+    Selector("longest", "the most sentences: a control for DAS's count (what of DAS is only length)",
+             "c.sentences::DOUBLE", tiebreak="c.student_tokens", tiebreak_doc="the most student tokens"),
     Selector("random", "the paper's baseline: a hash of (seed, response_id), reproducible, independent of order",
              "(hash(getvariable('seed'), k.response_id) % 1000000007)::DOUBLE"),
     Selector("global_naturalness", "the mean student token logprob", "c.mean_student_logprob"),

@@ -50,7 +50,10 @@ def run_stage(args) -> None:
             raise
         root, params = Path.cwd(), {"_path": "(defaults: no project here)"}  # `dasd filter --input` anywhere
     stages.check(params, set(stage.sections))  # the whole file, before the stage looks at anything
-    numerics.pin_for(params)  # before any stage loads torch: the default profile's bits, whatever the machine
+    # before any stage loads torch: the default profile's bits, whatever the machine; any other profile's
+    # the same when a shard runs again (resume, a lost replica)
+    if not numerics.pin_for(params):
+        numerics.steady()
     main(stages.Run(stage, args, root, params))
 
 

@@ -20,8 +20,9 @@ metrics/evaluate.json, per model x benchmark:
 plots/evaluate.csv holds one row per model x benchmark with the interval (`dvc plots show`).
 
 `dasd evaluate --responses FILE --benchmark NAME` scores existing answers (a released model's, say: a
-JSONL or Parquet file with `item_id` and `response` columns, any number per item) the same way, with no
-model call, and prints the metrics.
+JSONL or Parquet file with `item_id` and `response` columns, any number per item, and optionally
+`response_tokens` and `finish_reason`) the same way, with no model call, and prints the metrics
+(`mean_tokens` null where the file gives no token counts).
 """
 from __future__ import annotations
 
@@ -91,9 +92,16 @@ def figures(rows: list[dict], items: list[Item], resamples: int, seed: int) -> d
         "pass@k": {str(k): round(sum(pass_at_k(len(v), sum(r["correct"] for r in v), k) for v in answered.values())
                                  / len(answered), 4) for k in ks},
         "well_formed": round(sum(r["well_formed"] for r in rows) / n, 4) if n else 0.0,
-        "mean_tokens": round(sum(r["response_tokens"] for r in rows) / n, 1) if n else 0.0,
+        "mean_tokens": _mean_tokens(rows),
         "truncated": round(sum(r["finish_reason"] == "length" for r in rows) / n, 4) if n else 0.0,
     }
+
+
+def _mean_tokens(rows: list[dict]) -> float | None:
+    """Over the answers whose token count is known (a file of existing answers may not say it: words are
+    not tokens, so such answers are left out, and none known gives null)."""
+    known = [r["response_tokens"] for r in rows if r["response_tokens"] is not None]
+    return round(sum(known) / len(known), 1) if known else None
 
 
 def judged(b: Benchmark, item: Item, text: str) -> dict:
@@ -184,7 +192,8 @@ def run(ep: EvaluateParams, benchmarks: Benchmarks, student: ModelParams, root: 
 
 def score_file(path: Path, b: Benchmark, items: list[Item], resamples: int = 1000, seed: int = 0) -> dict:
     """The metrics of a file of existing answers (JSONL or Parquet: `item_id`, `response`, and optionally
-    `response_tokens`, `finish_reason`); an answer to an item the benchmark lacks is an error naming it."""
+    `response_tokens`, `finish_reason`: without them `mean_tokens` is null and no answer counts as
+    truncated); an answer to an item the benchmark lacks is an error naming it."""
     from .questions import Source, read_source
 
     src = Source(name="responses", path=str(path), domain="math", fields={"question": "response"})
@@ -200,7 +209,8 @@ def score_file(path: Path, b: Benchmark, items: list[Item], resamples: int = 100
         if item is None:
             raise InputError(str(path), line, "item_id", f"{row['item_id']!r} is not an item of benchmark {b.name!r}")
         text = str(row["response"])
-        rows.append(dict(item_id=item.item_id, response_tokens=int(row.get("response_tokens") or len(text.split())),
+        tokens = row.get("response_tokens")
+        rows.append(dict(item_id=item.item_id, response_tokens=None if tokens is None else int(tokens),
                          finish_reason=row.get("finish_reason") or "stop", **judged(b, item, text)))
     if not rows:
         raise InputError(str(path), None, None, "no answers")

@@ -21,6 +21,12 @@ from __future__ import annotations
 import os
 import sys
 
+# MKL's and OpenMP's documented conditions for the same bits from run to run on one machine: a thread
+# count that the runtime may not change on its own (MKL_DYNAMIC is on by default, and torch turns it off
+# only when a program calls set_num_threads). For the runs that are not pinned: the pinned profile keeps
+# the code paths its committed results were made with (MKL_DYNAMIC=FALSE alone changes the trained bits).
+STEADY = {"MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
+
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "AVX2",
@@ -40,6 +46,13 @@ def pin() -> bool:
         return False
     os.environ.update(PINNED)
     return True
+
+
+def steady() -> None:
+    """The run-to-run conditions alone, for a run that is not pinned (a user's own setting wins); like
+    pin(), it must run before torch is loaded to reach MKL."""
+    for key, value in STEADY.items():
+        os.environ.setdefault(key, value)
 
 
 def pin_for(params: dict) -> bool:

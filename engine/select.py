@@ -44,7 +44,7 @@ def run(sp: SelectParams, temperature: float, inputs: dict[str, Path], out_dir: 
                                                                   ("shared", shared),
                                                                   ("unaligned", (total or 0) - (teacher or 0)
                                                                    - (student or 0) - (shared or 0)))},
-              "decisions": _decisions(sql.run_file(con, "select_report").fetchall())}
+              "decisions": _decisions(sql.run_file(con, "select_report").to_arrow_table().to_pylist())}
     tables.write_json(report, metrics_path)
     return report
 
@@ -55,9 +55,8 @@ def _decisions(rows) -> dict:
     by count: how often it is more than "the longest response"), and how often it is not random's."""
     n = len(rows)
     return {"questions_with_choice": n,
-            **{name: _share(sum(bool(r[i]) for r in rows), n)
-               for i, name in ((2, "tie_on_score"), (3, "to_response_id"), (4, "not_most_sentences"),
-                               (5, "differs_from_random"))}}
+            **{name: _share(sum(bool(r[name]) for r in rows), n)
+               for name in ("tie_on_score", "to_response_id", "not_most_sentences", "differs_from_random")}}
 
 
 def _share(k, n):

@@ -236,6 +236,18 @@ def render(tp: TrainParams, name: str, folder: Path) -> None:
     (folder / "trl.json").write_text(json.dumps(trl_arguments(tp, name), indent=2, sort_keys=True) + "\n")
 
 
+def _capped_warmup(trainer_class):
+    """The trainer with its warmup kept below the run's step count. The linear warmup starts at learning
+    rate 0, and ceil(ratio x steps) is 1 for any run under 10 steps: a one-step phase (a small mixed-policy
+    set) would take its only step at lr 0 and leave the model as it was."""
+    class Capped(trainer_class):
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            # an int from here on: steps, not a ratio (0 stays 0)
+            self.args.warmup_steps = min(self.args.get_warmup_steps(num_training_steps), max(num_training_steps - 1, 0))
+            return super().create_scheduler(num_training_steps, optimizer)
+    return Capped
+
+
 def run_trl(tp: TrainParams, name: str, root: Path) -> dict:
     """Train phase `name` with TRL's SFTTrainer; the model lands in data/train/<name>/model."""
     import datasets
@@ -257,7 +269,7 @@ def run_trl(tp: TrainParams, name: str, root: Path) -> dict:
     # saved into tokenizer_config.json otherwise: the model's bytes would depend on HF_HUB_OFFLINE
     tok.init_kwargs.pop("local_files_only", None)
     model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.bfloat16 if h.bf16 else torch.float32)
-    trainer = SFTTrainer(model=model, args=SFTConfig(**args), train_dataset=ds, processing_class=tok)
+    trainer = _capped_warmup(SFTTrainer)(model=model, args=SFTConfig(**args), train_dataset=ds, processing_class=tok)
     out = trainer.train()
     target = root / "data" / "train" / name / "model"
     trainer.save_model(str(target))

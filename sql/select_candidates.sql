@@ -16,6 +16,7 @@ WITH counts AS (
            count(*) FILTER (type = 'shared') AS shared_sentences,
            count(*) AS sentences,
            avg(p_teacher - p_student) FILTER (type = 'teacher') AS teacher_margin,
+           sum(student_tokens) AS student_tokens,
            -- every token lies in exactly one sentence: these are the means over all the response's tokens
            sum(teacher_logprob * teacher_tokens) / nullif(sum(teacher_tokens), 0) AS mean_teacher_logprob,
            sum(student_logprob * student_tokens) / nullif(sum(student_tokens), 0) AS mean_student_logprob

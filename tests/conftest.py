@@ -27,6 +27,22 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 SYSTEM = "You are a helpful assistant."
 
 
+def assert_same_rows(got: list[dict], expected: list[dict], rel: float = 1e-6) -> None:
+    """The same rows, every field equal except the float lists (logprobs), which may differ in their last
+    bits: two processes running one model on CPU agree to the bit only while the thread runtime keeps its
+    thread count and code path, and a CI machine once gave 1-ulp differences between two runs of the same
+    shard. Tokens, texts, ids and seeds must be equal exactly."""
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.keys() == e.keys()
+        for key in g:
+            a, b = g[key], e[key]
+            if isinstance(a, float) or (isinstance(a, list) and a and isinstance(a[0], float)):
+                assert a == pytest.approx(b, rel=rel, abs=1e-7), (g["response_id"], key)
+            else:
+                assert a == b, (g.get("response_id"), key)
+
+
 def shared(*parts) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():

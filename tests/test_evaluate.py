@@ -105,6 +105,11 @@ def test_a_file_of_existing_answers(tmp_path):
     m = evaluate.score_file(path, b, items)
     assert m["answers"] == 4 and m["accuracy"] == 0.75 and m["pass@k"]["1"] == round((0.5 + 1 + 1) / 3, 4)
     assert m["well_formed"] == 1.0
+    assert m["mean_tokens"] is None and m["truncated"] == 0.0  # the file gives no token counts: none invented
+    path.write_text("".join(json.dumps(dict(r, response_tokens=10 * (k + 1), finish_reason="length" if k else "stop"))
+                            + "\n" for k, r in enumerate(right)))
+    m = evaluate.score_file(path, b, items)
+    assert m["mean_tokens"] == 20.0 and m["truncated"] == round(2 / 3, 4)
     path.write_text(json.dumps(right[0]) + "\n" + json.dumps({"item_id": "nope", "response": "x"}) + "\n")
     with pytest.raises(InputError, match=r"answers.jsonl:2: field 'item_id': 'nope' is not an item of benchmark 'gsm8k'"):
         evaluate.score_file(path, b, items)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from conftest import START_ENV
+from conftest import START_ENV, assert_same_rows
 from test_generate import make_project
 
 from engine import evaluate, executor, generate, score, tables
@@ -48,7 +48,7 @@ def test_the_cli_on_ray_resumes_after_kill_9_of_the_driver(tmp_path, mini):
     assert 0 < done < 8, "the kill must land mid-run"
     r = dasd(cut, "generate")
     assert "resumed" in r.stderr
-    assert load(cut) == expected
+    assert_same_rows(load(cut), expected)
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +90,11 @@ def test_generate_and_score_rows_equal_local_at_1_and_2_replicas(tmp_path, mini,
     teacher = ModelParams(model=str(mini["teacher"]), backend="transformers", options={"dtype": "float32"})
     local = run_generate(root, teacher, "local")
     for n in (1, 2):
-        assert rows(run_generate(root, teacher, f"ray{n}", on_ray(n))) == rows(local)
+        assert_same_rows(rows(run_generate(root, teacher, f"ray{n}", on_ray(n))), rows(local))
     # same manifest: the executor and the replica count change no output, so a rerun elsewhere resumes
     assert (root / "data" / "ray2" / "manifest.json").read_text() == (local / "manifest.json").read_text()
     (root / "data" / "ray2" / "part-00001.parquet").unlink()  # what a driver stopped before its end leaves
-    assert rows(run_generate(root, teacher, "ray2", on_ray(2))) == rows(local)
+    assert_same_rows(rows(run_generate(root, teacher, "ray2", on_ray(2))), rows(local))
 
     student = ModelParams(model=str(mini["student"]), backend="transformers", options={"dtype": "float32"})
     scored = {}
@@ -103,7 +103,8 @@ def test_generate_and_score_rows_equal_local_at_1_and_2_replicas(tmp_path, mini,
         score.run(ScoreParams(shard_responses=3), student, 1.0, local, root / "data" / "questions", out,
                   root / "s.json", progress=False, executor=ex)
         scored[name] = rows(out, ("response_id",))
-    assert scored["ray2"] == scored["local"] and len(scored["local"]) == 14
+    assert_same_rows(scored["ray2"], scored["local"])
+    assert len(scored["local"]) == 14
 
     # evaluate on the student's replicas: the same answers, checks and figures as here
     from conftest import SYSTEM
@@ -162,7 +163,7 @@ def test_a_replica_killed_mid_stage_loses_nothing(tmp_path, mini, cluster, capfd
     os.kill(victim, signal.SIGKILL)  # mid-stage: 8 shards, 2 replicas
     assert done.wait(180) and not errors, errors
     got = rows(root / "data" / "ray")
-    assert got == local
+    assert_same_rows(got, local)
     assert len({r["response_id"] for r in got}) == len(got) == 16  # nothing lost, nothing duplicated
     assert "lost with its replica" in capfd.readouterr().err
 

@@ -103,6 +103,12 @@ def test_baselines(tmp_path):
     got = {r["question_id"]: r for r in choose(tmp_path, inputs, selector="rank_surprisal")}
     # a: (1+1)/2 = 1.0; b: (5+100)/4 = 26.25; c: (1+2)/0.6 = 5.0 -> a has the lowest ratio
     assert got["q1"]["response_id"] == "a" and got["q1"]["score"] == pytest.approx(-1.0)
+    # longest, the control for DAS's count: the most sentences (q1: b's 6), then the most student tokens
+    got = choose(tmp_path, inputs, selector="longest")
+    assert [(r["question_id"], r["response_id"], r["score"]) for r in got] == [("q1", "b", 6), ("q2", "d", 3),
+                                                                               ("q3", "f", 3)]
+    two = setup(tmp_path / "tokens", [("x", "q", [T, S], [-1.0], [1]), ("y", "q", [S, S], [-1.0] * 3, [1] * 3)])
+    assert [r["response_id"] for r in choose(tmp_path / "tokens", two, selector="longest")] == ["y"]
     first = choose(tmp_path, inputs, selector="random", seed=1)
     assert first == choose(tmp_path, inputs, selector="random", seed=1)  # reproducible
     picks = {tuple(r["response_id"] for r in choose(tmp_path, inputs, selector="random", seed=s)) for s in range(8)}
@@ -111,7 +117,7 @@ def test_baselines(tmp_path):
 
 def test_params_are_checked():
     with pytest.raises(ParamsError, match="selector"):
-        select.SelectParams(selector="longest")
+        select.SelectParams(selector="shortest")
     with pytest.raises(ParamsError, match="das_measure"):
         select.SelectParams(das_measure="ratio")
 

@@ -44,9 +44,6 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     # to 60 steps (the same code path; CI's time is not)
     params["miniature"].update(questions=8)
     params["miniature"]["student_train"]["steps"] = 60
-    # stage 3 on 8 questions is one optimizer step; with warmup that step has learning rate 0 and the model
-    # comes out unchanged, so nothing downstream of it would rerun when its data changes (below)
-    params["train"]["phases"]["stage3"]["hyper"]["warmup_ratio"] = 0.0
     params["generate"].update(n=2, shard_questions=4)
     params["benchmarks"]["miniature"].update(samples=1, temperature=0, max_tokens=64, limit=16)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
