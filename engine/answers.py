@@ -162,8 +162,9 @@ def code_correct(text: str, tests: dict, timeout: float = 10.0) -> bool:
     - {"format": "check", "prompt": …, "test": …, "entry_point": …} (HumanEval: `check(candidate)`);
       the program may be the whole function or only its body (HumanEval's completion form);
     - {"format": "asserts", "asserts": [...], "setup": …} (MBPP: assert lines);
-    - {"format": "stdio", "cases": [{"input": …, "output": …}, …]} (LiveCodeBench / Codeforces style:
-      stdout compared line by line, trailing whitespace ignored)."""
+    - {"format": "stdio", "cases": [{"input": …, "output": …[, "testtype": "functional"]}, …],
+      "function": …} (LiveCodeBench / Codeforces style: stdout compared line by line, trailing whitespace
+      ignored; a `functional` case, LiveCodeBench's LeetCode items, is a call instead: see call_case)."""
     program = final_program(text)
     if program is None:
         return False
@@ -179,12 +180,46 @@ def code_correct(text: str, tests: dict, timeout: float = 10.0) -> bool:
                            timeout=timeout)[0]
     if fmt == "stdio":
         for case in tests["cases"]:
+            if case.get("testtype") == "functional":
+                if not call_case(program, tests.get("function"), case, timeout):
+                    return False
+                continue
             ok, out = run_program(program, stdin=case["input"], timeout=timeout)
             if not ok or [x.rstrip() for x in out.rstrip().splitlines()] != \
                     [x.rstrip() for x in str(case["output"]).rstrip().splitlines()]:
                 return False
         return True
     raise ValueError(f"unknown code tests format {fmt!r} (check | asserts | stdio)")
+
+
+# LiveCodeBench's call-based cases (its LeetCode items): the input is one JSON value per line, the
+# arguments in order; the output is the JSON of the return value. The function is a method of the
+# starter code's `class Solution`, or a plain function of that name. LeetCode's starter code uses
+# `List[int]` and friends unimported, so, as LiveCodeBench's harness does, the program runs after
+# wildcard imports of the standard modules LeetCode solutions assume.
+_CALL_PRELUDE = ("from typing import *\nfrom collections import *\nfrom itertools import *\n"
+                 "from functools import *\nfrom heapq import *\nfrom bisect import *\nimport math\n")
+_CALL = """
+import json as _json
+_args = [_json.loads(_line) for _line in {input!r}.split("\\n") if _line.strip()]
+_fn = getattr(Solution(), {name!r}) if "Solution" in globals() else globals()[{name!r}]
+print(_json.dumps(_fn(*_args)))
+"""
+
+
+def call_case(program: str, function: str | None, case: dict, timeout: float = 10.0) -> bool:
+    """One call-based case: the program's `function` called on the case's arguments returns the expected
+    value (compared as JSON values, as tuples and lists print alike there)."""
+    if not function:
+        raise ValueError("a functional test case needs the function's name (tests: function)")
+    ok, out = run_program(_CALL_PRELUDE + program + "\n" + _CALL.format(input=case["input"], name=function),
+                          timeout=timeout)
+    if not ok:
+        return False
+    try:
+        return json.loads(out.strip().splitlines()[-1]) == json.loads(case["output"])
+    except (json.JSONDecodeError, IndexError):
+        return False
 
 
 def math_answer(text: str):

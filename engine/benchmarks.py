@@ -8,7 +8,8 @@ dataset; `fields`, `template`, `license`, `limit`) plus:
 - `tests` (code): which columns hold the tests, in one of three forms: `check` (HumanEval: a
   `def check(candidate)` column and an `entry_point` column; the prompt is the question), `asserts`
   (MBPP: a list of assert lines, optional setup code), `stdio` (LiveCodeBench: a list of
-  {input, output} cases, or its JSON);
+  {input, output} cases, or its JSON; a case with `testtype: functional` is a call of the function that
+  `function` names: a column holding the name, or LiveCodeBench's `metadata` JSON with its `func_name`);
 - its sampling for `evaluate`: `samples` (k), `temperature`, `max_tokens`, `top_p`.
 
     benchmarks:
@@ -40,6 +41,8 @@ class Tests:
     asserts: str | None = None      # asserts: the column holding the assert lines (a list, or its JSON)
     setup: str | None = None        # asserts: optional setup code, run after the program
     cases: str | None = None        # stdio: the column holding [{input, output}, ...] (a list, or its JSON)
+    function: str | None = None     # stdio: the column naming the function of `functional` cases (or a JSON
+                                    # object holding it as `func_name`: LiveCodeBench's `metadata`)
 
     def __post_init__(self):
         need = {"check": ("test", "entry_point"), "asserts": ("asserts",), "stdio": ("cases",)}[self.format]
@@ -136,8 +139,32 @@ def _tests(b: Benchmark, row: dict, question: str, label: str, line: int) -> str
         cases = _listed(_column(row, t.cases, label, line), label, line, t.cases)
         if not all(isinstance(c, dict) and "input" in c and "output" in c for c in cases):
             raise InputError(label, line, t.cases, "each case needs 'input' and 'output'")
-        spec = {"format": "stdio", "cases": [{"input": c["input"], "output": c["output"]} for c in cases]}
+        spec = {"format": "stdio", "cases": [{"input": c["input"], "output": c["output"],
+                                              **({"testtype": "functional"} if c.get("testtype") == "functional" else {})}
+                                             for c in cases]}
+        if any("testtype" in c for c in spec["cases"]):
+            spec["function"] = _function(b, row, label, line)
     return json.dumps(spec, ensure_ascii=False)
+
+
+def _function(b: Benchmark, row: dict, label: str, line: int) -> str:
+    """The name a call-based case calls: the `function` column's value, or its `func_name` when it holds
+    LiveCodeBench's metadata (a JSON object, or its text)."""
+    name = b.tests.function
+    if name is None:
+        raise InputError(label, line, b.tests.cases, "a functional case needs tests.function (the column naming "
+                                                     "the function, e.g. LiveCodeBench's metadata)")
+    value = _column(row, name, label, line)
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise InputError(label, line, name, f"expected a function name or a JSON object: {e.msg}") from None
+    if isinstance(value, dict):
+        value = value.get("func_name")
+    if not isinstance(value, str) or not value.isidentifier():
+        raise InputError(label, line, name, f"no function name in {value!r}")
+    return value
 
 
 def load(b: Benchmark, root: Path) -> list[Item]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import responses, tables
-from .backends import ModelParams, Request, Sampling, make_backend
+from .backends import ModelParams, Request, Sampling
 from .executor import ExecutorParams, make_executor
 from .generate import question_seed
 from .jobs import run_shards
@@ -101,7 +101,7 @@ def run(cp: ContinueParams, teacher: ModelParams, truncate_dir: Path, questions_
         return pa.Table.from_pylist(out_rows, schema=tables.CONTINUATIONS), sum(len(s.logprobs) for s in got.values())
 
     run_shards(out, len(rows), cp.shard_samples, work, backend=backend, unit="sample",
-               open_backend=lambda: make_backend(teacher.backend, teacher.model, teacher.revision, **teacher.options),
+               open_backend=teacher.opener(),
                desc="continue", progress=progress, executor=executor)
     done = tables.read_table(out_dir, columns=["boundary", "finish_reason", "teacher_token_count"])
     done = done.to_pylist() if done is not None else []

@@ -35,10 +35,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import answers, tables
-from .backends import ModelParams, Request, Sampling, looks_local, make_backend
+from .backends import ModelParams, Request, Sampling, looks_local
 from .benchmarks import Benchmark, Benchmarks, Item, load
 from .errors import InputError, StageError
-from .executor import ExecutorParams, Lazy, Local, make_executor
+from .executor import ExecutorParams, Local, make_executor
 from .generate import question_seed
 from .jobs import run_shards
 from .params import Count, Seed, schema
@@ -142,7 +142,7 @@ def answer(name: str, model: ModelParams, b: Benchmark, items: list[Item], ep: E
         return pa.Table.from_pylist(out_rows, schema=tables.EVALUATION), sum(r["response_tokens"] for r in out_rows)
 
     run_shards(out, len(items), ep.shard_problems, work, unit="answer", items_per_row=b.samples,
-               open_backend=lambda: make_backend(model.backend, model.model, model.revision, **model.options),
+               open_backend=model.opener(),
                desc=f"evaluate {name} on {b.name}", progress=progress, executor=executor)
 
 
@@ -158,6 +158,7 @@ def run(ep: EvaluateParams, benchmarks: Benchmarks, student: ModelParams, root: 
     names = benchmarks.chosen(ep.benchmarks, "evaluate.benchmarks")
     sets = {n: load(benchmarks[n], root) for n in names}
     report, plot = {"enabled": True, "benchmarks": {n: len(v) for n, v in sets.items()}, "models": {}}, []
+    ex = executor if executor is not None else Local()
     for name, folder in ep.models.items():
         path = root / folder
         if not path.exists() and (folder.startswith("data/") or looks_local(folder)):
@@ -166,23 +167,18 @@ def run(ep: EvaluateParams, benchmarks: Benchmarks, student: ModelParams, root: 
         model = ModelParams(model=str(path) if path.exists() else folder, backend=student.backend, revision=None,
                             format=student.format, options=student.options)
         report["models"][name] = {}
-        # here, one engine per model for all its benchmarks (opened only if one has answers left to write)
-        shared = Lazy(lambda: make_backend(model.backend, model.model, model.revision, **model.options)) \
-            if executor is None or (isinstance(executor, Local) and executor.backend is None) else None
-        try:
+        # one engine (or set of replicas) per model for all its benchmarks, opened only if one has answers
+        # left to write
+        with ex.hold():
             for bname, items in sets.items():
                 b = benchmarks[bname]
                 folder_out = out_dir / name / bname
-                answer(name, model, b, items, ep, system_prompt, folder_out, progress,
-                       Local(shared) if shared is not None else executor)
+                answer(name, model, b, items, ep, system_prompt, folder_out, progress, ex)
                 rows = tables.read_table(folder_out, columns=["item_id", "correct", "well_formed", "response_tokens",
                                                               "finish_reason"]).to_pylist()
                 m = report["models"][name][bname] = figures(rows, items, ep.bootstrap, ep.seed)
                 plot.append(dict(model=name, benchmark=bname, accuracy=m["accuracy"], low=m["ci95"][0],
                                  high=m["ci95"][1], well_formed=m["well_formed"]))
-        finally:
-            if shared is not None:
-                shared.close()
     tables.write_csv(pa.Table.from_pylist(plot, schema=plot_schema), plot_path)
     tables.write_json(report, metrics_path)
     return report

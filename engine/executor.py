@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
+from contextlib import contextmanager
 from typing import Annotated, Callable, Iterator, Literal
 
 from pydantic import Field
@@ -61,43 +62,52 @@ class ExecutorParams:
 Work = Callable[[object, range], tuple]  # (backend, rows) -> (table, tokens[, side tables])
 
 
-class Lazy:
-    """A backend opened on first use and kept open across stages' shard loops until `close`: one engine for
-    several runs (evaluate: one model, many benchmarks), none when every run resumes with nothing to do."""
+class Holding:
+    """`hold()`: keep what runs a model (the local backend, the Ray replicas with their engines loaded) across
+    the block's shard loops of that model (several temperatures, one model's benchmarks); another model's
+    opener replaces it, and the block's end closes it. Outside a block each shard loop opens and closes."""
+    _holding = False
 
-    def __init__(self, open_backend: Callable[[], object]):
-        self._open, self._backend = open_backend, None
-
-    def __getattr__(self, name):
-        if self._backend is None:
-            self._backend = self._open()
-        return getattr(self._backend, name)
+    @contextmanager
+    def hold(self):
+        self._holding = True
+        try:
+            yield self
+        finally:
+            self._holding = False
+            self.close()
 
     def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        raise NotImplementedError
 
 
-class Local:
-    """Today's loop: one backend in this process, opened when there is work (or the one given)."""
+class Local(Holding):
+    """Today's loop: one backend in this process, opened when there is work (or the one given, used for
+    every map and never closed here)."""
     replicas = 1
 
     def __init__(self, backend=None):
         self.backend = backend
+        self._open: tuple | None = None  # (opener, backend) this executor opened
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
 
     def map(self, todo: list[tuple[int, range]], work: Work, open_backend: Callable[[], object]) -> Iterator:
         if not todo:
             return
-        backend, own = self.backend, self.backend is None
-        if own:
-            backend = open_backend()
+        if self.backend is None and (self._open is None or self._open[0] != open_backend):
+            self.close()
+            self._open = (open_backend, open_backend())
+        backend = self.backend if self.backend is not None else self._open[1]
         try:
             for k, rows in todo:
                 yield k, rows, work(backend, rows)
         finally:
-            if own:
-                backend.close()
+            if not self._holding:
+                self.close()
 
     def alive(self) -> int:
         return 1
@@ -122,7 +132,7 @@ class _Replica:
         return os.getpid()
 
 
-class Ray:
+class Ray(Holding):
     """Shards spread over `replicas` actors on a Ray cluster; the driver (this process) writes."""
 
     def __init__(self, ep: ExecutorParams, role: Role):
@@ -130,6 +140,25 @@ class Ray:
         self.replicas = ep.replicas
         self.actors: list = []
         self.pids: dict = {}  # actor -> its process id, once its backend is up
+        self._opener = None  # what the actors hold
+        self._spawned = 0  # replicas started (the next one's cores)
+        self._connected: bool | None = None  # None: not yet; True: this process connected, and disconnects
+
+    def close(self) -> None:
+        self._release()
+        if self._connected:
+            import ray
+
+            ray.shutdown()
+        self._connected = None
+
+    def _release(self) -> None:
+        if self.actors:
+            import ray
+
+            for actor in self.actors:
+                ray.kill(actor)
+        self.actors, self.pids, self._opener, self._spawned = [], {}, None, 0
 
     def _connect(self) -> bool:
         """Join the cluster (params address, else one running on this host), else start a local instance.
@@ -181,11 +210,12 @@ class Ray:
         last = min(first + per, cores) - 1
         return {"VLLM_CPU_OMP_THREADS_BIND": f"{first}-{last}" if last > first else str(first)}
 
-    def _spawn(self, i: int, open_backend):
+    def _spawn(self, open_backend):
         import ray
 
         cls = ray.remote(num_cpus=self.ep.num_cpus, num_gpus=self.ep.num_gpus, max_restarts=0)(_Replica)
-        actor = cls.remote(open_backend, self._env(i))
+        actor = cls.remote(open_backend, self._env(self._spawned))
+        self._spawned += 1
         self.actors.append(actor)
         return actor
 
@@ -198,14 +228,16 @@ class Ray:
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        started = self._connect()
-        spawned = 0
+        if self._connected is None:
+            self._connected = self._connect()
         try:
             self._check_fits()
             work_ref = ray.put(work)
-            for _ in range(min(self.replicas, len(todo))):
-                self._spawn(spawned, open_backend)
-                spawned += 1
+            if self._opener != open_backend:  # another model: its own replicas
+                self._release()
+                self._opener = open_backend
+            while len(self.actors) < min(self.replicas, len(todo)):
+                self._spawn(open_backend)
             queue, idle, inflight, attempts = deque(todo), list(self.actors), {}, {}
             while queue or inflight:
                 while queue and idle:
@@ -227,8 +259,7 @@ class Ray:
                     if lost:  # replace the replica
                         self.actors.remove(actor)
                         self.pids.pop(actor, None)
-                        actor = self._spawn(spawned, open_backend)
-                        spawned += 1
+                        actor = self._spawn(open_backend)
                     idle.append(actor)
                     print(f"executor: shard {k} {'lost with its replica' if lost else 'failed'}; running it "
                           f"again ({_first_line(e)})", file=sys.stderr)
@@ -238,11 +269,8 @@ class Ray:
                 idle.append(actor)
                 yield k, rows, result
         finally:
-            for actor in self.actors:
-                ray.kill(actor)
-            self.actors, self.pids = [], {}
-            if started:
-                ray.shutdown()
+            if not self._holding:
+                self.close()
 
 
 def _first_line(e: BaseException) -> str:

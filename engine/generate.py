@@ -9,13 +9,15 @@ any differs, the folder is cleared first so old and new samples never mix.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
 
 from . import responses, tables
-from .backends import ModelParams, Request, Sampling, make_backend
+from .backends import ModelParams, Request, Sampling
 from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, ParamsError, Seed, StageError, Temperature, TopP, schema
@@ -121,8 +123,8 @@ def run(gp: GenerateParams, teacher: ModelParams, temperature: float, questions_
             ({"rejections": side} if side is not None else {})
 
     run_shards(out, len(ids), gp.shard_questions, work, backend=backend, items_per_row=gp.n, unit="sample",
-               open_backend=lambda: make_backend(teacher.backend, teacher.model, teacher.revision,
-                                                 logprobs_mode=gp.logprobs_mode, **teacher.options),
+               open_backend=dataclasses.replace(teacher, options={**teacher.options,
+                                                                   "logprobs_mode": gp.logprobs_mode}).opener(),
                desc=f"generate T={temperature}", progress=progress, executor=executor)
     return write_report(out_dir, metrics_path, temperature)
 
@@ -150,12 +152,13 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
 
 def main(ctx) -> None:
     gp, teacher = ctx.section("generate"), ctx.section("teacher")
-    for t, item, d in ctx.temperatures():
-        report = run(gp, teacher, t, ctx.path("questions") / "kept.parquet", ctx.path("out", **item), ctx.path("metrics", **item),
-                     progress=ctx.progress,
-                     executor=make_executor(ctx.section("executor"), "teacher"))
-        print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
-              f"{report['teacher_tokens']} teacher tokens")
+    # one executor for every temperature: its engine (or replicas) loaded once
+    with make_executor(ctx.section("executor"), "teacher").hold() as ex:
+        for t, item, d in ctx.temperatures():
+            report = run(gp, teacher, t, ctx.path("questions") / "kept.parquet", ctx.path("out", **item),
+                         ctx.path("metrics", **item), progress=ctx.progress, executor=ex)
+            print(f"generate {d}: {report['responses']} responses for {report['questions']} questions, "
+                  f"{report['teacher_tokens']} teacher tokens")
 
 
 STAGE = Stage("generate", main,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import sql, tables
-from .backends import ModelParams, ScoreRequest, make_backend
+from .backends import ModelParams, ScoreRequest
 from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, NonNegative, ParamsError, schema
@@ -80,7 +80,7 @@ def run(np_: NaturalnessParams, student: ModelParams, temperature: float, inputs
         return table, sum(len(q.completion_ids) for q in reqs)
 
     run_shards(out, len(rows), np_.shard_responses, work, backend=backend, unit="response",
-               open_backend=lambda: make_backend(student.backend, student.model, student.revision, **student.options),
+               open_backend=student.opener(),
                desc=f"naturalness T={temperature}", progress=progress, executor=executor)
     if not rows:  # disabled (or nothing kept): an empty table, so readers find the schema
         out.write_shard(0, tables.NATURALNESS.empty_table())
@@ -91,14 +91,16 @@ def run(np_: NaturalnessParams, student: ModelParams, temperature: float, inputs
 
 def main(ctx) -> None:
     np_, student = ctx.section("naturalness"), ctx.section("student")
-    for t, item, d in ctx.temperatures():
-        r = run(np_, student, t, {"kept": ctx.path("filter", **item) / "kept.parquet",
-                                  "sentences": ctx.path("sentences", **item),
-                                  "generations": ctx.path("generations", **item)},
-                ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item), progress=ctx.progress,
-                executor=make_executor(ctx.section("executor"), "student"))
-        print(f"naturalness {d}: " + (f"{r['responses']} responses scored step by step (window {r['window']})"
-                                      if r["enabled"] else "off (naturalness.enabled: false)"))
+    # one executor for every temperature: its engine (or replicas) loaded once
+    with make_executor(ctx.section("executor"), "student").hold() as ex:
+        for t, item, d in ctx.temperatures():
+            r = run(np_, student, t, {"kept": ctx.path("filter", **item) / "kept.parquet",
+                                      "sentences": ctx.path("sentences", **item),
+                                      "generations": ctx.path("generations", **item)},
+                    ctx.path("questions"), ctx.path("out", **item), ctx.path("metrics", **item), progress=ctx.progress,
+                    executor=ex)
+            print(f"naturalness {d}: " + (f"{r['responses']} responses scored step by step (window {r['window']})"
+                                          if r["enabled"] else "off (naturalness.enabled: false)"))
 
 
 STAGE = Stage("naturalness", main,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import responses, tables
-from .backends import ModelParams, Request, Sampling, make_backend
+from .backends import ModelParams, Request, Sampling
 from .executor import ExecutorParams, make_executor
 from .generate import question_seed
 from .jobs import run_shards
@@ -87,7 +87,7 @@ def run(rp: RolloutParams, source_dir: Path, out_dir: Path, metrics_path: Path, 
         return pa.Table.from_pylist(out_rows, schema=tables.ROLLOUTS), sum(len(s[0].logprobs) for s in samples)
 
     run_shards(out, len(qids), rp.shard_questions, work, backend=backend, unit="rollout",
-               open_backend=lambda: make_backend(rp.student.backend, rp.student.model, rp.student.revision, **rp.student.options),
+               open_backend=rp.student.opener(),
                desc="rollout", progress=progress, executor=executor)
     from . import sql
 

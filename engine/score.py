@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import tables
-from .backends import ModelParams, ScoreRequest, make_backend
+from .backends import ModelParams, ScoreRequest
 from .executor import ExecutorParams, make_executor
 from .jobs import run_shards
 from .params import Count, StageError, schema
@@ -72,7 +72,7 @@ def run(sp: ScoreParams, student: ModelParams, temperature: float, generations_d
         return table, sum(len(t[0]) for t in toks)
 
     run_shards(out, len(rids), sp.shard_responses, work, backend=backend, unit="response",
-               open_backend=lambda: make_backend(student.backend, student.model, student.revision, **student.options),
+               open_backend=student.opener(),
                desc=f"score T={temperature}", progress=progress, executor=executor)
     return write_report(out_dir, metrics_path, temperature)
 
@@ -93,12 +93,13 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
 
 def main(ctx) -> None:
     sp, student = ctx.section("score"), ctx.section("student")
-    for t, item, d in ctx.temperatures():
-        report = run(sp, student, t, ctx.path("generations", **item), ctx.path("questions"), ctx.path("out", **item),
-                     ctx.path("metrics", **item), progress=ctx.progress,
-                     executor=make_executor(ctx.section("executor"), "student"))
-        print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
-              f"mean student logprob {report['mean_student_logprob']:.3f}")
+    # one executor for every temperature: its engine (or replicas) loaded once
+    with make_executor(ctx.section("executor"), "student").hold() as ex:
+        for t, item, d in ctx.temperatures():
+            report = run(sp, student, t, ctx.path("generations", **item), ctx.path("questions"),
+                         ctx.path("out", **item), ctx.path("metrics", **item), progress=ctx.progress, executor=ex)
+            print(f"score {d}: {report['responses']} responses, {report['student_tokens']} student tokens, "
+                  f"mean student logprob {report['mean_student_logprob']:.3f}")
 
 
 STAGE = Stage("score", main, sections={"score": ScoreParams, "student": ModelParams, "executor": ExecutorParams},

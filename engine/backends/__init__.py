@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from ..params import ModelFormat, ParamsError, StageError, folder_fingerprint, s
 from .base import LOGPROBS_MODES, Backend, Request, Sample, Sampling, Scored, ScoreRequest
 
 __all__ = ["Backend", "Request", "Sample", "Sampling", "ScoreRequest", "Scored", "LOGPROBS_MODES", "make_backend",
-           "BACKENDS", "ModelParams"]
+           "BACKENDS", "ModelParams", "Opener"]
 
 # The backend registry: name -> (module, adapter class, what it is). Adding a backend is a module with a
 # `Backend` subclass (its keyword-only __init__ arguments are its options) and one entry here.
@@ -98,3 +98,18 @@ class ModelParams:
     def __post_init__(self):
         # checked when params are read, before any stage looks at its existing output
         check_options(self.backend, self.options)
+
+    def opener(self) -> "Opener":
+        return Opener(self)
+
+
+@dataclass(frozen=True)
+class Opener:
+    """Opens a model's backend: a picklable call (the Ray executor ships it to each replica) that compares
+    by the model it opens, so an executor holding its replicas (`executor.hold()`) keeps them for the next
+    shard loop of the same model (another temperature, another benchmark) and replaces them for another."""
+    model: ModelParams
+
+    def __call__(self) -> Backend:
+        m = self.model
+        return make_backend(m.backend, m.model, m.revision, **m.options)
