@@ -159,17 +159,17 @@ def run(ep: EvaluateParams, benchmarks: Benchmarks, student: ModelParams, root: 
     sets = {n: load(benchmarks[n], root) for n in names}
     report, plot = {"enabled": True, "benchmarks": {n: len(v) for n, v in sets.items()}, "models": {}}, []
     ex = executor if executor is not None else Local()
-    for name, folder in ep.models.items():
-        path = root / folder
-        if not path.exists() and (folder.startswith("data/") or looks_local(folder)):
-            raise StageError(f"{path}: no model {name!r}; run its `dasd train --phase` first")
-        # a project folder (a trained phase), else a Hub id (a released base model)
-        model = ModelParams(model=str(path) if path.exists() else folder, backend=student.backend, revision=None,
-                            format=student.format, options=student.options)
-        report["models"][name] = {}
-        # one engine (or set of replicas) per model for all its benchmarks, opened only if one has answers
-        # left to write
-        with ex.hold():
+    # one engine (or set of replicas) per model for all its benchmarks, opened only if one has answers left
+    # to write; the next model's replaces it (on Ray: its replicas, in the same session)
+    with ex.hold():
+        for name, folder in ep.models.items():
+            path = root / folder
+            if not path.exists() and (folder.startswith("data/") or looks_local(folder)):
+                raise StageError(f"{path}: no model {name!r}; run its `dasd train --phase` first")
+            # a project folder (a trained phase), else a Hub id (a released base model)
+            model = ModelParams(model=str(path) if path.exists() else folder, backend=student.backend, revision=None,
+                                format=student.format, options=student.options)
+            report["models"][name] = {}
             for bname, items in sets.items():
                 b = benchmarks[bname]
                 folder_out = out_dir / name / bname
