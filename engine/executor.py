@@ -60,6 +60,9 @@ class ExecutorParams:
 
 
 Work = Callable[[object, range], tuple]  # (backend, rows) -> (table, tokens[, side tables])
+# Shards sent to one Ray replica at a time: it runs them in order, so with two the next one is already
+# there when a shard finishes, and the replica does not wait while the driver receives and writes the last.
+QUEUED = 2
 
 
 class Holding:
@@ -139,7 +142,8 @@ class Ray(Holding):
         self.ep, self.role = ep, role
         self.replicas = ep.replicas
         self.actors: list = []
-        self.pids: dict = {}  # actor -> its process id, once its backend is up
+        self.pids: dict = {}  # actor -> its process id, once it has finished a shard (its backend is up)
+        self._pid_refs: dict = {}  # actor -> its process id, asked first thing (a later ask would queue behind shards)
         self._opener = None  # what the actors hold
         self._spawned = 0  # replicas started (the next one's cores)
         self._connected: bool | None = None  # None: not yet; True: this process connected, and disconnects
@@ -158,7 +162,7 @@ class Ray(Holding):
 
             for actor in self.actors:
                 ray.kill(actor)
-        self.actors, self.pids, self._opener, self._spawned = [], {}, None, 0
+        self.actors, self.pids, self._pid_refs, self._opener, self._spawned = [], {}, {}, None, 0
 
     def _connect(self) -> bool:
         """Join the cluster (params address, else one running on this host), else start a local instance.
@@ -215,6 +219,7 @@ class Ray(Holding):
 
         cls = ray.remote(num_cpus=self.ep.num_cpus, num_gpus=self.ep.num_gpus, max_restarts=0)(_Replica)
         actor = cls.remote(open_backend, self._env(self._spawned))
+        self._pid_refs[actor] = actor.pid.remote()
         self._spawned += 1
         self.actors.append(actor)
         return actor
@@ -238,12 +243,17 @@ class Ray(Holding):
                 self._opener = open_backend
             while len(self.actors) < min(self.replicas, len(todo)):
                 self._spawn(open_backend)
-            queue, idle, inflight, attempts = deque(todo), list(self.actors), {}, {}
-            while queue or inflight:
-                while queue and idle:
-                    actor = idle.pop(0)
+            # a replica's free slots: QUEUED per replica, interleaved so the first shards go one per replica
+            queue, free, inflight, attempts = deque(todo), [a for _ in range(QUEUED) for a in self.actors], {}, {}
+
+            def dispatch():
+                while queue and free:
+                    actor = free.pop(0)
                     k, rows = queue.popleft()
                     inflight[actor.run.remote([work_ref], rows)] = (actor, k, rows)
+
+            while queue or inflight:
+                dispatch()
                 ready, _ = ray.wait(list(inflight), num_returns=1)
                 actor, k, rows = inflight.pop(ready[0])
                 try:
@@ -256,17 +266,20 @@ class Ray(Holding):
                                          f"({'its replica was lost' if lost else 'an error'}): {_first_line(e)}") \
                             from None
                     queue.appendleft((k, rows))  # runs again, on a live replica
-                    if lost:  # replace the replica
+                    if not lost:
+                        free.append(actor)
+                    elif actor in self.actors:  # replace the replica (its other queued shard fails the same way)
                         self.actors.remove(actor)
                         self.pids.pop(actor, None)
-                        actor = self._spawn(open_backend)
-                    idle.append(actor)
+                        self._pid_refs.pop(actor, None)
+                        free.extend([self._spawn(open_backend)] * QUEUED)
                     print(f"executor: shard {k} {'lost with its replica' if lost else 'failed'}; running it "
                           f"again ({_first_line(e)})", file=sys.stderr)
                     continue
-                if actor not in self.pids:
-                    self.pids[actor] = ray.get(actor.pid.remote())
-                idle.append(actor)
+                if actor not in self.pids:  # answered before its first shard, so ready now
+                    self.pids[actor] = ray.get(self._pid_refs.pop(actor))
+                free.append(actor)
+                dispatch()  # the replica starts its next shard before the driver writes this one
                 yield k, rows, result
         finally:
             if not self._holding:

@@ -231,6 +231,25 @@ def test_a_shard_that_keeps_failing_stops_the_stage_after_the_rest_is_on_disk(tm
         run_generate(root, teacher, "ray", on_ray(2, max_attempts=2))
 
 
+def test_a_replica_runs_its_next_shard_while_the_driver_writes_the_last(cluster):
+    """executor.QUEUED: a replica has its next shard queued, so it does not wait on the driver's receiving and
+    writing (the steady-state overhead over the local loop). The driver takes a second over each shard here;
+    the next shard must have started within it."""
+    def open_nothing():  # defined here, so Ray ships them by value
+        return None
+
+    def stamp(backend, rows):
+        return time.time()
+
+    started, received = {}, {}
+    for k, _, at in on_ray(1).map([(k, range(k, k + 1)) for k in range(3)], stamp, open_nothing):
+        started[k], received[k] = at, time.time()  # (the two queued shards may come back in either order)
+        time.sleep(1.0)  # the driver's write
+    assert sorted(started) == [0, 1, 2]
+    for k in (0, 1):  # with one shard at a time, k + 1 would start after received[k] + 1.0
+        assert started[k + 1] < received[k] + 0.5
+
+
 def test_a_replica_the_cluster_cannot_hold_is_an_error_not_a_wait(tmp_path, mini, cluster):
     root = make_project(tmp_path, mini, 2)
     teacher = ModelParams(model=str(mini["teacher"]), backend="transformers")
