@@ -12,6 +12,15 @@ reasoning, not all of it):
 The teacher learns both (one drawn per step), the student only some kinds of step in one phrasing, so
 the teacher's samples hold shared sentences (what the student writes too) and teacher sentences (what
 it lacks), in proportions that differ from one sample to the next and not with the sample's length.
+
+The teacher also restates the running count after half of its steps, a sentence of its own ("Now there
+are 8."), as reasoning models keep track of where they are; the student is not shown the habit. Each step
+thus holds two independent choices, its phrasing and its tally: DAS counts teacher sentences, and with one
+choice per step the candidates of a 3-step question have 3 sentences to differ in, so several of them tie
+at the top of the count in most questions (benchmarks/ties.py measures it). The tally ends on the new
+value, as the step does, so the number the next step starts from is still the last one written (a check
+by the inverse operation, "Check: 8 - 3 = 5.", would end on the old one). The extra choice costs the
+teacher training: 600 steps left it at 0.09-0.20 held-out (checks or tallies), 900 reach 0.84-0.97.
 """
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivo", 
 ITEMS = ["apples", "marbles", "stickers", "coins", "books", "shells", "pencils", "cards", "stamps", "beads"]
 KINDS = ("add", "sub", "mul", "div")
 PHRASINGS = ("story", "terse")
+TALLY_SHARE = 0.5  # the teacher's steps followed by a tally: 0.5 makes it the most variable choice
 
 
 @dataclass(frozen=True)
@@ -49,15 +59,19 @@ class Problem:
 
     @property
     def solution(self) -> str:
-        """The trace with every phrasing (drawn per step, seeded by the problem): what the teacher learns."""
-        return self.render(PHRASINGS)
+        """The trace with every phrasing and the tallies (drawn per step, seeded by the problem): what the
+        teacher learns."""
+        return self.render(PHRASINGS, tallies=True)
 
-    def render(self, phrasings: tuple[str, ...]) -> str:
+    def render(self, phrasings: tuple[str, ...], tallies: bool = False) -> str:
         """"<think>\\n...steps...\\n</think>\\n\\nThe answer is N.", each step in a phrasing drawn from
-        `phrasings` (the same draw for the same problem and phrasings)."""
-        rng = random.Random(f"phrasing:{self.id}:{','.join(phrasings)}")
+        `phrasings` and, with `tallies`, followed by a tally in TALLY_SHARE of the steps (the same draws
+        for the same problem, phrasings and tallies)."""
+        rng = random.Random(f"phrasing:{self.id}:{','.join(phrasings)}" + (":tallies" if tallies else ""))
         lines = [f"{self.name} starts with {self.start} {self.item}."]
-        lines += [_line(s, self.name, rng.choice(phrasings)) for s in self.steps]
+        for s in self.steps:
+            line = _line(s, self.name, rng.choice(phrasings))
+            lines.append(f"{line} Now there are {s.after}." if tallies and rng.random() < TALLY_SHARE else line)
         return "<think>\n" + "\n".join(lines) + "\n</think>\n\nThe answer is " + f"{self.answer}."
 
 

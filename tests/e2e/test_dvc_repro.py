@@ -60,11 +60,12 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     assert ran(out) == {"miniature", "questions", "decontaminate", "export@stage1", "export@stage2", "train@stage1",
                         "train@stage2"} | per_t | downstream
     mini = json.loads((clone / "metrics" / "miniature.json").read_text())
-    assert mini["teacher"]["train"]["steps"] == 600 and mini["teacher"]["problems"] == 64
-    # The floor: a teacher that cannot solve the task teaches nothing. The default teacher gets 0.25 of the
-    # 64 held-out problems right (README), this one (8 questions, so a slightly other training pool) 0.55:
-    # at 600 steps the teacher's accuracy moves that much with its pool or rounding, and with the numerics
-    # pinned it is the same on every machine. Below TEACHER_FLOOR something in the miniature broke.
+    assert mini["teacher"]["train"]["steps"] == params["miniature"]["teacher_train"]["steps"]
+    assert mini["teacher"]["problems"] == 64
+    # The floor: a teacher that cannot solve the task teaches nothing. The teacher's accuracy moves with its
+    # training pool (this one: 8 questions, so a slightly other pool than the default's) and the draws of
+    # its phrasings far more than a test can pin (one phrasing draw 0.84, another 0.52, README), and with
+    # the numerics pinned it is the same on every machine. Below TEACHER_FLOOR something in the miniature broke.
     assert mini["teacher"]["accuracy"] >= TEACHER_FLOOR and mini["teacher"]["well_formed"] >= 0.9
     assert mini["student"]["accuracy"] < mini["teacher"]["accuracy"]  # and the student starts weaker
     assert (clone / "data" / "miniature" / "teacher" / "model.safetensors").exists()
