@@ -67,7 +67,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     assert mini["teacher"]["problems"] == 64
     # The floor: a teacher that cannot solve the task teaches nothing. The teacher's accuracy moves with its
     # training pool (this one: 8 questions, so a slightly other pool than the default's) and the draws of
-    # its phrasings far more than a test can pin (one phrasing draw 0.84, another 0.52, README), and with
+    # its phrasings far more than a test can pin (one phrasing draw measured 0.84, another 0.52), and with
     # the numerics pinned it is the same on every machine. Below TEACHER_FLOOR something in the miniature broke.
     assert mini["teacher"]["accuracy"] >= TEACHER_FLOOR and mini["teacher"]["well_formed"] >= 0.9
     assert mini["student"]["accuracy"] < mini["teacher"]["accuracy"]  # and the student starts weaker
