@@ -5,10 +5,10 @@ Writes data/miniature/{questions.jsonl, eval.jsonl, teacher/, student/} and metr
   phrasings (engine/miniature/tasks.py), until it writes well-formed reasoning (its held-out accuracy is
   reported, not tuned for);
 - student: a smaller model with a different tokenizer, shown part of that (`student_kinds`,
-  `student_phrasings`: adding, taking away and doubling, in the `story` phrasing, by default, and never
-  the teacher's tallies), as the paper's student already writes much of its teacher's reasoning: what it
-  shares are the teacher's shared sentences, what it lacks (halving, the `terse` phrasing, the tallies)
-  its teacher sentences, so DAS has candidates that differ to choose among. With `student_target:
+  `student_phrasings`: the default profile shows it adding, taking away and doubling, in both phrasings,
+  and never the teacher's tallies), as the paper's student already writes much of its teacher's reasoning:
+  what it shares are the teacher's shared sentences, what it lacks (halving, the tallies) its teacher
+  sentences, so DAS has candidates that differ to choose among. With `student_target:
   answer` it sees bare answers only ("The answer is N.") and never learns the format in the pipeline's
   few SFT steps.
 Training problems never share a question text with the question set or the held-out evaluation set.
