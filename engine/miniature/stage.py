@@ -40,8 +40,8 @@ class MiniatureParams:
     teacher: dict[str, Any] = field(default_factory=dict)  # engine/miniature/models.ModelSpec
     student: dict[str, Any] = field(default_factory=dict)
     # engine/miniature/train.train's arguments; the default profile's (params.yaml says why these)
-    teacher_train: dict[str, Any] = field(default_factory=lambda: {"steps": 900, "batch_size": 32, "lr": 3e-3})
-    student_train: dict[str, Any] = field(default_factory=lambda: {"steps": 800, "batch_size": 32, "lr": 3e-3})
+    teacher_train: dict[str, Any] = field(default_factory=lambda: {"steps": 1400, "batch_size": 32, "lr": 3e-3})
+    student_train: dict[str, Any] = field(default_factory=lambda: {"steps": 1600, "batch_size": 32, "lr": 3e-3})
     student_target: Literal["solution", "answer"] = "solution"  # what the student's brief pretraining shows it
     # what of the task family the student is shown before the pipeline (the teacher sees it all): the
     # kinds of step and their phrasings (engine/miniature/tasks.py); the rest is what it has to learn
