@@ -7,6 +7,7 @@ import re
 import pytest
 
 from engine.miniature import tasks
+from engine.miniature.train import length_batches
 from engine.miniature.stage import MiniatureParams, _student_pool
 from engine.params import ParamsError
 
@@ -63,3 +64,33 @@ def test_the_student_sees_its_kinds_in_its_phrasing():
 def test_bad_student_params_are_named(change, says):
     with pytest.raises(ParamsError, match=says):
         MiniatureParams(enabled=True, **change)
+
+
+def test_length_batches_cut_padding_and_draw_fairly():
+    import random
+    from itertools import islice
+
+    lengths = random.Random(1).choices(range(150, 280), k=2000)
+    data = [([0] * n, 10) for n in lengths]
+    grouped = list(islice(length_batches(data, 32, random.Random(0)), 400))
+    assert all(len(b) == 32 for b in grouped)
+    for start in range(0, 400, 8):  # within a group of 8 batches, no example twice
+        ids = [id(x) for b in grouped[start:start + 8] for x in b]
+        assert len(ids) == len(set(ids))
+
+    def padding(batches):
+        return 1 - sum(len(x[0]) for b in batches for x in b) / sum(len(b) * max(len(x[0]) for x in b) for b in batches)
+    rng = random.Random(0)
+    plain = [rng.sample(data, 32) for _ in range(400)]
+    assert padding(grouped) < 0.05 < 0.15 < padding(plain)
+    # what is drawn is not biased by length: the mean length of what was trained on stays the data's
+    mean = sum(len(x[0]) for b in grouped for x in b) / (400 * 32)
+    assert abs(mean - sum(lengths) / len(lengths)) < 2
+    # the order of batches is shuffled, not long to short; the same seed gives the same batches
+    widths = [max(len(x[0]) for x in b) for b in grouped[:8]]
+    assert widths != sorted(widths) and widths != sorted(widths, reverse=True)
+    assert [[id(x) for x in b] for b in islice(length_batches(data, 32, random.Random(0)), 8)] == \
+        [[id(x) for x in b] for b in grouped[:8]]
+    # fewer examples than a batch, or than a group: every batch is still drawn from all of them
+    assert [len(b) for b in islice(length_batches(data[:20], 32, random.Random(0)), 3)] == [20, 20, 20]
+    assert [len(b) for b in islice(length_batches(data[:100], 32, random.Random(0)), 6)] == [32] * 6

@@ -40,7 +40,7 @@ class MiniatureParams:
     teacher: dict[str, Any] = field(default_factory=dict)  # engine/miniature/models.ModelSpec
     student: dict[str, Any] = field(default_factory=dict)
     # engine/miniature/train.train's arguments; the default profile's (params.yaml says why these)
-    teacher_train: dict[str, Any] = field(default_factory=lambda: {"steps": 1400, "batch_size": 32, "lr": 3e-3})
+    teacher_train: dict[str, Any] = field(default_factory=lambda: {"steps": 1200, "batch_size": 32, "lr": 3e-3})
     student_train: dict[str, Any] = field(default_factory=lambda: {"steps": 1600, "batch_size": 32, "lr": 3e-3})
     student_target: Literal["solution", "answer"] = "solution"  # what the student's brief pretraining shows it
     # what of the task family the student is shown before the pipeline (the teacher sees it all): the

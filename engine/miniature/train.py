@@ -2,7 +2,7 @@
 
 Used to make the default profile's teacher competent on its task family and to give the student a
 weak starting point. Loss on the assistant turn only (the prompt is masked), AdamW with warmup and
-cosine decay, seeded; examples are packed into length-sorted batches to waste little padding.
+cosine decay, seeded; batches are grouped by length (`length_batches`) to waste little padding.
 """
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def encode_examples(tokenizer, examples: list[tuple[list[dict], str]]) -> list[t
         a_ids = tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
         out.append((p_ids + a_ids, len(p_ids)))
     return out
+
+
+def length_batches(data: list[tuple[list[int], int]], batch_size: int, rng: random.Random, group: int = 8):
+    """Endless batches of `batch_size` examples: `group` batches' worth drawn at random (no repeats within
+    them), sorted by length, cut into batches, the batches shuffled. Random batches of 32 were 14% (teacher)
+    and 19% (student) padding in the default profile, and the stage's time is its tokens: grouped, about 3%."""
+    size = min(len(data), batch_size * max(1, min(group, len(data) // batch_size)))
+    while True:
+        drawn = sorted(rng.sample(data, size), key=lambda example: len(example[0]))
+        batches = [drawn[i:i + batch_size] for i in range(0, size, batch_size)]
+        rng.shuffle(batches)
+        yield from batches
 
 
 def train(model_dir: Path, examples: list[tuple[list[dict], str]], steps: int, batch_size: int = 32,
@@ -48,8 +60,9 @@ def train(model_dir: Path, examples: list[tuple[list[dict], str]], steps: int, b
     pad = tok.pad_token_id
     losses, t0 = [], time.time()
     bar = tqdm(range(steps), desc=f"train {Path(model_dir).name}", disable=not progress, file=sys.stderr)
+    batches = length_batches(data, batch_size, rng)
     for _ in bar:
-        batch = rng.sample(data, min(batch_size, len(data)))
+        batch = next(batches)
         width = max(len(ids) for ids, _ in batch)
         x = torch.full((len(batch), width), pad)
         y = torch.full((len(batch), width), -100)
