@@ -7,8 +7,8 @@ import re
 import pytest
 
 from engine.miniature import tasks
-from engine.miniature.train import length_batches
 from engine.miniature.stage import MiniatureParams, _student_pool
+from engine.miniature.train import length_batches
 from engine.params import ParamsError
 
 TERSE = re.compile(r"^(Getting|Giving|Doubling)")
