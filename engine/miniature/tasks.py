@@ -7,21 +7,26 @@ same generator feeds the teacher's training corpus, the question set and the hel
 Each reasoning step can be written in two phrasings, which is what gives the default profile's teacher
 and student the relation the method needs (METHOD.md: the student already writes part of the teacher's
 reasoning, not all of it):
-- `story`, two sentences: "Ana gets 3 more. So 5 + 3 = 8.";
+- `story`, three sentences: "Ana has 5 apples. Ana gets 3 more. So 5 + 3 = 8.";
 - `terse`, one sentence: "Getting 3 more gives 5 + 3 = 8."
-The teacher learns both (one drawn per step), the student only some kinds of step in one phrasing, so
-the teacher's samples hold shared sentences (what the student writes too) and teacher sentences (what
-it lacks), in proportions that differ from one sample to the next and not with the sample's length.
+The teacher learns both (one drawn per step), the student only some kinds of step, so the teacher's
+samples hold shared sentences (what the student writes too) and teacher sentences (what it lacks).
 
-The teacher also restates the running count after half of its steps, a sentence of its own ("Now there
-are 8."), as reasoning models keep track of where they are; the student is not shown the habit. Each step
-thus holds two independent choices, its phrasing and its tally: DAS counts teacher sentences, and with one
-choice per step the candidates of a 3-step question have 3 sentences to differ in, so several of them tie
-at the top of the count in most questions (benchmarks/ties.py measures it). The tally ends on the new
+The teacher also restates the running count after a quarter of its steps, a sentence of its own ("Now
+there are 8."), as reasoning models keep track of where they are; the student is not shown the habit.
+Each step thus holds two independent choices: its phrasing, which sets how long the step is in shared
+sentences, and its tally, which adds a teacher sentence. DAS counts teacher sentences, and what a sample
+holds of them must not simply follow its length, or DAS picks the longest candidate: with a two-sentence
+`story` and tallies after half the steps, the choice was among the longest in 80% of the questions; the
+two phrasings three sentences apart make length mostly a matter of phrasing (the choice not the longest
+in about half). The tally still gives the candidates of a 3-step question more than 3 sentences to
+differ in, so fewer tie at the top of the count (benchmarks/ties.py measures it). It ends on the new
 value, as the step does, so the number the next step starts from is still the last one written (a check
-by the inverse operation, "Check: 8 - 3 = 5.", would end on the old one). The extra choice costs the
-teacher training: 600 steps left it at 0.09-0.20 held-out (checks or tallies, 2-4-step problems), 900
-reach 0.84-0.97 there and 0.69 on the default profile's 3-4-step problems.
+by the inverse operation, "Check: 8 - 3 = 5.", would end on the old one). Two other ways to the same end
+were measured and dropped: a third phrasing of the teacher's own, the arithmetic alone ("5 + 3 = 8.") or
+the story's sentences joined ("Ana gets 3 more, so 5 + 3 = 8."), each made the student worse after SFT
+than before it (0.39 → 0.07 and 0.58 → 0.49 after stage 2, avg@4), as a phrasing the student was never
+shown did before (README).
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivo", 
 ITEMS = ["apples", "marbles", "stickers", "coins", "books", "shells", "pencils", "cards", "stamps", "beads"]
 KINDS = ("add", "sub", "mul", "div")
 PHRASINGS = ("story", "terse")
-TALLY_SHARE = 0.5  # the teacher's steps followed by a tally: 0.5 makes it the most variable choice
+TALLY_SHARE = 0.25  # the teacher's steps followed by a tally
 
 
 @dataclass(frozen=True)
@@ -71,19 +76,19 @@ class Problem:
         rng = random.Random(f"phrasing:{self.id}:{','.join(phrasings)}" + (":tallies" if tallies else ""))
         lines = [f"{self.name} starts with {self.start} {self.item}."]
         for s in self.steps:
-            line = _line(s, self.name, rng.choice(phrasings))
+            line = _line(s, self.name, self.item, rng.choice(phrasings))
             lines.append(f"{line} Now there are {s.after}." if tallies and rng.random() < TALLY_SHARE else line)
         return "<think>\n" + "\n".join(lines) + "\n</think>\n\nThe answer is " + f"{self.answer}."
 
 
-def _line(s: Step, name: str, phrasing: str) -> str:
+def _line(s: Step, name: str, item: str, phrasing: str) -> str:
     """One reasoning step in a phrasing."""
     op = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[s.kind]
     math = f"{s.before} {op} {s.k} = {s.after}."
     if phrasing == "story":
         event = {"add": f"{name} gets {s.k} more.", "sub": f"{name} gives away {s.k}.",
                  "mul": "The number doubles.", "div": f"{name} gives half away."}[s.kind]
-        return f"{event} So {math}"
+        return f"{name} has {s.before} {item}. {event} So {math}"
     verb = {"add": f"Getting {s.k} more gives", "sub": f"Giving away {s.k} leaves", "mul": "Doubling gives",
             "div": "Giving half away leaves"}[s.kind]
     return f"{verb} {math}"
