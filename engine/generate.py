@@ -142,12 +142,11 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
         FROM read_parquet('{path}')""").fetchall()[0]
     rejected = con.execute(f"""SELECT count(*) FROM read_parquet('{sql.quote_path(Path(out_dir) / "rejections-*.parquet.r")}')"""
                            ).fetchall()[0][0] if list(Path(out_dir).glob("rejections-*.parquet.r")) else 0
-    # rounded: DuckDB averages doubles in no fixed order (engine/score.py)
     report = {"temperature": temperature, "responses": row[0], "questions": row[1], "teacher_tokens": row[2],
               "rejected": {"prompt_too_long": rejected},
               "finish_reason": {"stop": row[3], "length": row[4], "tool_call": row[5]},
               "mean_response_tokens": row[6],
-              "mean_token_logprob": None if row[7] is None else round(row[7], 9)}
+              "mean_token_logprob": sql.steady(row[7])}
     tables.write_json(report, metrics_path)
     return report
 

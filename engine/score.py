@@ -85,12 +85,9 @@ def write_report(out_dir: Path, metrics_path: Path, temperature: float) -> dict:
         SELECT count(*), sum(student_token_count), avg(student_token_count), avg(list_avg(student_logprobs)),
                avg(list_avg(student_ranks))
         FROM read_parquet('{path}')""").fetchall()[0]
-    # DuckDB averages doubles over files and threads in no fixed order: the last digits vary from run to run,
-    # so the report (a DVC output) rounds them
     report = {"temperature": temperature, "responses": row[0], "student_tokens": row[1],
               "mean_response_student_tokens": row[2],
-              "mean_student_logprob": None if row[3] is None else round(row[3], 9),
-              "mean_student_rank": None if row[4] is None else round(row[4], 9)}
+              "mean_student_logprob": sql.steady(row[3]), "mean_student_rank": sql.steady(row[4])}
     tables.write_json(report, metrics_path)
     return report
 

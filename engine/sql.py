@@ -49,6 +49,12 @@ def quote_path(path) -> str:
     return str(path).replace("'", "''")
 
 
+def steady(average: float | None, digits: int = 9) -> float | None:
+    """A DuckDB average of doubles as a report (a DVC output) may hold it: DuckDB sums over files and
+    threads in no fixed order, so the last digits vary from run to run; rounded, they do not."""
+    return None if average is None else round(average, digits)
+
+
 def connect(memory_limit: str | None = None, threads: int | None = None, temp_directory: str | None = None):
     """A DuckDB connection; with a memory_limit and a temp_directory, big joins spill instead of failing."""
     config = {}

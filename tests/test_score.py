@@ -65,7 +65,7 @@ def test_score_stage_rows(tmp_path, mini):
     teacher = ModelParams(model=str(mini["teacher"]), backend="transformers")
     gp = GenerateParams(temperatures=[1.0], n=2, max_tokens=16, shard_questions=2)
     gen_dir = root / "data" / "generations" / "T=1.0"
-    generate.run(gp, teacher, 1.0, root / "data" / "questions", gen_dir, root / "g.json", progress=False)
+    generated = generate.run(gp, teacher, 1.0, root / "data" / "questions", gen_dir, root / "g.json", progress=False)
     student = ModelParams(model=str(mini["student"]), backend="transformers")
     out = root / "data" / "student_scores" / "T=1.0"
     report = score.run(ScoreParams(shard_responses=3), student, 1.0, gen_dir, root / "data" / "questions", out,
@@ -81,3 +81,10 @@ def test_score_stage_rows(tmp_path, mini):
         if n:
             assert r["token_starts"][0] == 0 and r["token_ends"][-1] == len(text)
         assert all(rank >= 1 for rank in r["student_ranks"]) and all(lp <= 0 for lp in r["student_logprobs"])
+    # the reports' averages of doubles: the rows' means, rounded (engine/sql.steady: DuckDB sums in no fixed
+    # order, and a DVC output must not change with it)
+    rows = t.to_pylist()
+    for got, values in ((report["mean_student_logprob"], [r["student_logprobs"] for r in rows]),
+                        (report["mean_student_rank"], [r["student_ranks"] for r in rows]),
+                        (generated["mean_token_logprob"], [g["token_logprobs"] for g in gens.values()])):
+        assert got == round(got, 9) and got == pytest.approx(np.mean([np.mean(v) for v in values if v]), abs=2e-9)
