@@ -115,7 +115,7 @@ def test_default_profile_repro_and_selective_rerun(tmp_path):
     assert ro["rollouts"] == top1["stage2"] and tr["input"] == ro["rollouts"] == tr["truncated"] + tr["rejected"]
     assert tr["truncated"] == ro["hit_cap"] - tr["rejections_by_rule"].get("too_short", 0) > 0
     assert co["continued"] == tr["truncated"] == mf["input"] == mf["kept"] + mf["rejected"]
-    # (on 8 questions few continuations may pass the filter; the default profile keeps 36 of 36, README): the set
+    # (on 8 questions few continuations may pass the filter; the default profile keeps 38 of 38, README): the set
     # is never empty, mixed rows when kept
     assert e3["mixed"] == mf["kept"] and e3["examples"] == e3["mixed"] + e3["off_policy"] > 0
     assert e3["funnel"] == {"rollouts": ro["rollouts"], "truncated": tr["truncated"], "continued": co["continued"],
